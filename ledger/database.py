@@ -1,0 +1,99 @@
+"""Engines and migrations for the two supported databases.
+
+SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL`` so
+an acknowledged batch survives a crash; writers take the database lock up
+front (``BEGIN IMMEDIATE``) so two writers queue instead of deadlocking.
+PostgreSQL writers serialise on the ``ledger_meta`` row (the sequencer).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import Connection
+
+DEFAULT_DB = "rledger.db"
+ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+BUSY_TIMEOUT_MS = 10_000
+
+
+def database_url(db: str | None) -> str:
+    """``--db`` accepts a SQLAlchemy URL or a SQLite file path."""
+    db = db or os.environ.get("RLEDGER_DB") or DEFAULT_DB
+    if "://" in db:
+        if db.startswith("postgresql://"):
+            return "postgresql+psycopg://" + db[len("postgresql://") :]
+        return db
+    return f"sqlite:///{Path(db).resolve()}"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the driver, decide when a transaction begins.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database to ``revision`` with Alembic (the same migrations on both engines)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def has_schema(engine: Engine) -> bool:
+    return "records" in inspect(engine).get_table_names()
+
+
+TRIGGERS = {
+    "sqlite": ("records_no_update", "records_no_delete"),
+    "postgresql": ("records_no_update", "records_no_delete", "records_no_truncate"),
+}
+
+
+def installed_triggers(engine: Engine) -> set[str]:
+    """Names of the append-only triggers present on the records table."""
+    with engine.connect() as conn:
+        if is_sqlite(engine):
+            rows = conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='records'"
+            )
+        else:
+            rows = conn.exec_driver_sql(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'records'::regclass AND NOT tgisinternal"
+            )
+        return {r[0] for r in rows}

@@ -1,0 +1,622 @@
+"""The rules: whether a record may follow the current state, and what it changes.
+
+Pure functions of (envelope, state, seq, time): no session, no socket.
+Signature bytes are checked by the caller (:func:`ledger.signing.verify`);
+here we check that the key was valid for the actor when the record arrived.
+
+Order of checks for a record that touches lots: the key, then that every lot
+it names exists (or, for lots it creates, does not), then ``parents`` (the
+compare-and-swap of DESIGN.md "Records"), then the type's own rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from ledger.apportion import apportion
+from ledger.envelope import EPR_TYPES, Envelope, parse_at
+from ledger.errors import Conflict, RecordRefused
+from ledger.materials import default_taxonomy
+from ledger.signing import b64url_decode, key_id
+from ledger.state import (
+    CONSUMED,
+    DISPOSED,
+    IN_TRANSIT,
+    VOID,
+    Edge,
+    Effects,
+    Key,
+    Lot,
+    Org,
+    PastRecord,
+    StateView,
+)
+
+# A record may be dated at most this far ahead of the server's clock.
+CLOCK_SKEW = timedelta(minutes=5)
+VOIDABLE = frozenset(
+    {"create", "transfer", "receive", "split", "merge", "transform", "status", "dispose"}
+)
+
+
+def apply(env: Envelope, state: StateView, seq: int, now: datetime) -> Effects:
+    """Check ``env`` against ``state``; return its effects or raise RecordRefused."""
+    try:
+        return _apply(env, state, seq, now)
+    except RecordRefused as exc:
+        raise exc.for_record(env.id) from None
+
+
+def touched_lots(rtype: str, body: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(lots that must exist, lots the record creates) for a record's body."""
+    if rtype in ("transfer", "receive", "status", "dispose"):
+        return [body["lot"]], []
+    if rtype == "create":
+        return [], [body["lot"]]
+    if rtype == "split":
+        return [body["lot"]], [p["lot"] for p in body["parts"]]
+    if rtype == "merge":
+        return list(body["lots"]), [body["into"]]
+    if rtype == "transform":
+        return [i["lot"] for i in body["inputs"]], [o["lot"] for o in body["outputs"]]
+    return [], []
+
+
+def _apply(env: Envelope, state: StateView, seq: int, now: datetime) -> Effects:
+    if state.empty:
+        return _genesis(env, seq)
+    if env.type == "org.register" and "public_key" in env.body:
+        raise RecordRefused(
+            "envelope.field",
+            "public_key is only for the genesis record; add keys with key.add",
+            path="body.public_key",
+        )
+    _check_key(env, state, seq, now)
+    if env.type in EPR_TYPES:
+        raise RecordRefused(
+            "type.not_enabled",
+            f"{env.type} records are accepted once EPR schemes are enabled",
+            path="type",
+        )
+    handler = _HANDLERS[env.type]
+    return handler(env, state, seq)
+
+
+# --- keys and organisations -----------------------------------------------------
+
+
+def _genesis(env: Envelope, seq: int) -> Effects:
+    body = env.body
+    if env.type != "org.register" or "operator" not in body["roles"] or "public_key" not in body:
+        raise RecordRefused(
+            "genesis.required",
+            "an empty ledger starts with org.register of the operator, with its public_key, "
+            "signed by that key; run `rledger init`",
+        )
+    if env.actor != body["org"]:
+        raise RecordRefused(
+            "envelope.field", "the genesis record is signed by the operator itself", path="actor"
+        )
+    raw = b64url_decode(body["public_key"])
+    if key_id(raw) != env.key:
+        raise RecordRefused("key.unknown", "key must be the id of body.public_key", path="key")
+    org = Org(body["org"], body["name"], tuple(body["roles"]), body["region"], seq)
+    return Effects(orgs=[org], keys=[Key(env.key, org.id, raw, seq)])
+
+
+def _check_key(env: Envelope, state: StateView, seq: int, now: datetime) -> None:
+    key = state.key(env.key)
+    if key is None:
+        raise RecordRefused(
+            "key.unknown", "no key with this id is registered; register it with key.add", path="key"
+        )
+    if key.org != env.actor:
+        raise RecordRefused(
+            "key.wrong_actor", f"the key belongs to {key.org}, not {env.actor}", path="key"
+        )
+    if key.revoked_seq is not None and key.revoked_seq < seq:
+        raise RecordRefused(
+            "key.revoked",
+            f"the key was revoked at seq {key.revoked_seq}; sign with a current key",
+            path="key",
+        )
+    if key.valid_from is not None and env.at < key.valid_from:
+        raise RecordRefused(
+            "key.not_yet_valid", f"the key is valid from {key.valid_from}", path="at"
+        )
+    if key.valid_until is not None and env.at >= key.valid_until:
+        raise RecordRefused("key.expired", f"the key was valid until {key.valid_until}", path="at")
+    if parse_at(env.at) > now + CLOCK_SKEW:
+        raise RecordRefused(
+            "at.future", "the record is dated in the future; check the clock", path="at"
+        )
+    if state.org(env.actor) is None:
+        raise RecordRefused("org.unknown", f"{env.actor} is not registered", path="actor")
+
+
+def _is_operator(state: StateView, org_id: str) -> bool:
+    org = state.org(org_id)
+    return org is not None and org.has_role("operator")
+
+
+def _org_register(env: Envelope, state: StateView, seq: int) -> Effects:
+    if not _is_operator(state, env.actor):
+        raise RecordRefused(
+            "org.not_permitted", "only the operator registers organisations", path="actor"
+        )
+    body = env.body
+    if state.org(body["org"]) is not None:
+        raise RecordRefused("org.exists", f"{body['org']} is already registered", path="body.org")
+    return Effects(orgs=[Org(body["org"], body["name"], tuple(body["roles"]), body["region"], seq)])
+
+
+def _key_owner_check(env: Envelope, state: StateView) -> None:
+    org_id = env.body["org"]
+    if state.org(org_id) is None:
+        raise RecordRefused("org.unknown", f"{org_id} is not registered", path="body.org")
+    if env.actor != org_id and not _is_operator(state, env.actor):
+        raise RecordRefused(
+            "org.not_permitted",
+            "keys are managed by the organisation itself or the operator",
+            path="actor",
+        )
+
+
+def _key_add(env: Envelope, state: StateView, seq: int) -> Effects:
+    _key_owner_check(env, state)
+    raw = b64url_decode(env.body["public_key"])
+    kid = key_id(raw)
+    if state.key(kid) is not None:
+        raise RecordRefused(
+            "key.exists", "this public key is already registered", path="body.public_key"
+        )
+    key = Key(
+        kid, env.body["org"], raw, seq, env.body.get("valid_from"), env.body.get("valid_until")
+    )
+    return Effects(keys=[key])
+
+
+def _key_revoke(env: Envelope, state: StateView, seq: int) -> Effects:
+    _key_owner_check(env, state)
+    key = state.key(env.body["key"])
+    if key is None or key.org != env.body["org"]:
+        raise RecordRefused("key.unknown", f"{env.body['org']} has no such key", path="body.key")
+    if key.revoked_seq is not None:
+        raise RecordRefused("key.revoked", "the key is already revoked", path="body.key")
+    return Effects(keys=[replace(key, revoked_seq=seq)])
+
+
+# --- lots -----------------------------------------------------------------------
+
+
+def _lots(env: Envelope, state: StateView) -> tuple[dict[str, Lot], list[str]]:
+    """Existing lots the record spends (checked, with parents) and lots it creates."""
+    existing, created = touched_lots(env.type, env.body)
+    found: dict[str, Lot] = {}
+    for i, lot_id in enumerate(existing):
+        lot = state.lot(lot_id)
+        if lot is None:
+            raise RecordRefused("lot.unknown", f"no lot {lot_id}", path=_lot_path(env.type, i))
+        if lot_id in found:
+            raise RecordRefused(
+                "lot.duplicate", f"{lot_id} appears twice", path=_lot_path(env.type, i)
+            )
+        found[lot_id] = lot
+    seen: set[str] = set(found)
+    for i, lot_id in enumerate(created):
+        path = _new_lot_path(env.type, i)
+        if lot_id in seen:
+            raise RecordRefused("lot.duplicate", f"{lot_id} appears twice", path=path)
+        seen.add(lot_id)
+        if state.lot(lot_id) is not None:
+            raise RecordRefused(
+                "lot.exists", f"lot {lot_id} already exists; choose a new id", path=path
+            )
+    _check_parents(env, found)
+    return found, created
+
+
+def _check_parents(env: Envelope, lots: dict[str, Lot]) -> None:
+    for lot_id, lot in lots.items():
+        claimed = env.parents.get(lot_id)
+        if claimed is None:
+            raise RecordRefused(
+                "parents.missing",
+                f"parents must give the head of {lot_id} ({lot.head})",
+                path=f"parents.{lot_id}",
+            )
+        if claimed != lot.head:
+            raise Conflict(
+                f"{lot_id} has moved on to {lot.head}; re-read the lot and retry",
+                path=f"parents.{lot_id}",
+            )
+    for lot_id in env.parents:
+        if lot_id not in lots:
+            raise RecordRefused(
+                "parents.unexpected",
+                f"{lot_id} is not touched by this record",
+                path=f"parents.{lot_id}",
+            )
+
+
+def _lot_path(rtype: str, i: int) -> str:
+    return {"merge": f"body.lots[{i}]", "transform": f"body.inputs[{i}].lot"}.get(rtype, "body.lot")
+
+
+def _new_lot_path(rtype: str, i: int) -> str:
+    return {
+        "split": f"body.parts[{i}].lot",
+        "merge": "body.into",
+        "transform": f"body.outputs[{i}].lot",
+    }.get(rtype, "body.lot")
+
+
+def _held_by_actor(env: Envelope, lot: Lot, path: str) -> None:
+    if lot.status == IN_TRANSIT and lot.transit_to == env.actor:
+        raise RecordRefused(
+            "lot.state", f"{lot.id} is in transit to you: receive it first", path=path
+        )
+    if lot.custodian != env.actor:
+        raise RecordRefused(
+            "actor.not_custodian", f"{lot.id} is held by {lot.custodian}", path=path
+        )
+    if not lot.held:
+        raise RecordRefused("lot.state", f"{lot.id} is {lot.status}", path=path)
+
+
+def _material(code: str, path: str) -> None:
+    if default_taxonomy().material(code) is None:
+        raise RecordRefused(
+            "material.unknown", f"{code!r} is not in the material taxonomy", path=path
+        )
+
+
+def _elements(elements: dict[str, int], mass_g: int, path: str) -> None:
+    taxonomy = default_taxonomy()
+    for symbol in elements:
+        if not taxonomy.is_element(symbol):
+            raise RecordRefused(
+                "element.unknown", f"{symbol} is not a tracked element", path=f"{path}.{symbol}"
+            )
+    if sum(elements.values()) > mass_g:
+        raise RecordRefused(
+            "element.exceeds_mass", "element masses exceed the lot's mass", path=path
+        )
+
+
+def _moved(lot: Lot, env: Envelope, seq: int, **changes: Any) -> Lot:
+    """The lot's next version: head moves to this record; prev keeps the old state."""
+    return replace(lot, head=env.hash, updated_seq=seq, prev=lot.snapshot(), **changes)
+
+
+def _new_lot(
+    env: Envelope,
+    seq: int,
+    lot_id: str,
+    material: str,
+    origin: str,
+    mass_g: int,
+    elements: dict[str, int],
+    units: tuple[str, ...] = (),
+) -> Lot:
+    return Lot(
+        lot_id,
+        material,
+        origin,
+        mass_g,
+        mass_g,
+        "active",
+        env.actor,
+        env.hash,
+        seq,
+        seq,
+        elements={k: v for k, v in elements.items() if v},
+        units=units,
+    )
+
+
+def _create(env: Envelope, state: StateView, seq: int) -> Effects:
+    _lots(env, state)
+    b = env.body
+    _material(b["material"], "body.material")
+    elements = b.get("elements", {})
+    _elements(elements, b["mass_g"], "body.elements")
+    lot = _new_lot(
+        env,
+        seq,
+        b["lot"],
+        b["material"],
+        b["origin"],
+        b["mass_g"],
+        elements,
+        tuple(b.get("units", ())),
+    )
+    return Effects(lots=[lot])
+
+
+def _transfer(env: Envelope, state: StateView, seq: int) -> Effects:
+    lots, _ = _lots(env, state)
+    b = env.body
+    lot = lots[b["lot"]]
+    _held_by_actor(env, lot, "body.lot")
+    if b["to"] == env.actor:
+        raise RecordRefused(
+            "envelope.field", "a lot cannot be transferred to its own custodian", path="body.to"
+        )
+    if state.org(b["to"]) is None:
+        raise RecordRefused("org.unknown", f"{b['to']} is not registered", path="body.to")
+    if b["mass_g"] != lot.remaining_g:
+        raise RecordRefused(
+            "mass.mismatch",
+            f"a transfer moves the whole lot: {lot.remaining_g} g, not {b['mass_g']} g; split first to move part",
+            path="body.mass_g",
+        )
+    return Effects(
+        lots=[
+            _moved(
+                lot,
+                env,
+                seq,
+                status=IN_TRANSIT,
+                held_status=lot.status,
+                transit_from=env.actor,
+                transit_to=b["to"],
+                transit_g=b["mass_g"],
+            )
+        ]
+    )
+
+
+def _receive(env: Envelope, state: StateView, seq: int) -> Effects:
+    lots, _ = _lots(env, state)
+    b = env.body
+    lot = lots[b["lot"]]
+    if lot.status != IN_TRANSIT or lot.transit_to != env.actor:
+        raise RecordRefused(
+            "lot.state", f"{lot.id} is not in transit to {env.actor}", path="body.lot"
+        )
+    declared = lot.transit_g or 0
+    if b["mass_g"] > declared:
+        raise RecordRefused(
+            "mass.gain",
+            f"weighed {b['mass_g']} g exceeds the {declared} g declared by the sender",
+            path="body.mass_g",
+        )
+    loss = declared - b["mass_g"]
+    return Effects(
+        lots=[
+            _moved(
+                lot,
+                env,
+                seq,
+                custodian=env.actor,
+                remaining_g=b["mass_g"],
+                status=lot.held_status or "active",
+                held_status=None,
+                transit_to=None,
+                transit_g=None,
+                transit_loss_g=lot.transit_loss_g + loss,
+                elements=_scaled(lot.elements, b["mass_g"], declared),
+            )
+        ]
+    )
+
+
+def _scaled(elements: dict[str, int], part: int, whole: int) -> dict[str, int]:
+    """Element content of ``part`` grams out of ``whole`` (floor: never creates an element)."""
+    if part == whole or not elements:
+        return dict(elements)
+    return {k: v * part // whole for k, v in elements.items() if v * part // whole}
+
+
+def _split(env: Envelope, state: StateView, seq: int) -> Effects:
+    lots, _ = _lots(env, state)
+    b = env.body
+    lot = lots[b["lot"]]
+    _held_by_actor(env, lot, "body.lot")
+    masses = [p["mass_g"] for p in b["parts"]]
+    if sum(masses) != lot.remaining_g:
+        raise RecordRefused(
+            "mass.unbalanced",
+            f"parts add up to {sum(masses)} g but {lot.id} holds {lot.remaining_g} g",
+            path="body.parts",
+        )
+    per_element = {k: apportion(v, masses) for k, v in lot.elements.items()}
+    parts = [
+        _new_lot(
+            env,
+            seq,
+            p["lot"],
+            lot.material,
+            lot.origin,
+            p["mass_g"],
+            {k: shares[i] for k, shares in per_element.items()},
+        )
+        for i, p in enumerate(b["parts"])
+    ]
+    edges = [Edge(lot.id, p.id, seq, p.mass_g) for p in parts]
+    source = _moved(lot, env, seq, remaining_g=0, status=CONSUMED, elements={})
+    return Effects(lots=[source, *parts], edges=edges)
+
+
+def _merge(env: Envelope, state: StateView, seq: int) -> Effects:
+    lots, _ = _lots(env, state)
+    b = env.body
+    inputs = [lots[x] for x in b["lots"]]
+    for i, lot in enumerate(inputs):
+        _held_by_actor(env, lot, f"body.lots[{i}]")
+        if lot.material != inputs[0].material:
+            raise RecordRefused(
+                "material.mismatch",
+                f"{lot.id} is {lot.material}, not {inputs[0].material}; use a transform",
+                path=f"body.lots[{i}]",
+            )
+    elements: dict[str, int] = {}
+    for lot in inputs:
+        for k, v in lot.elements.items():
+            elements[k] = elements.get(k, 0) + v
+    origins = {lot.origin for lot in inputs}
+    into = _new_lot(
+        env,
+        seq,
+        b["into"],
+        inputs[0].material,
+        origins.pop() if len(origins) == 1 else "mixed",
+        sum(lot.remaining_g for lot in inputs),
+        elements,
+        tuple(u for lot in inputs for u in lot.units),
+    )
+    spent = [_moved(lot, env, seq, remaining_g=0, status=CONSUMED, elements={}) for lot in inputs]
+    edges = [Edge(lot.id, into.id, seq, lot.remaining_g) for lot in inputs]
+    return Effects(lots=[*spent, into], edges=edges)
+
+
+def _transform(env: Envelope, state: StateView, seq: int) -> Effects:
+    lots, _ = _lots(env, state)
+    b = env.body
+    if default_taxonomy().process(b["process"]) is None:
+        raise RecordRefused(
+            "process.unknown", f"{b['process']!r} is not a known process", path="body.process"
+        )
+    in_masses = [i["mass_g"] for i in b["inputs"]]
+    spent: list[Lot] = []
+    for i, item in enumerate(b["inputs"]):
+        lot = lots[item["lot"]]
+        _held_by_actor(env, lot, f"body.inputs[{i}].lot")
+        if item["mass_g"] > lot.remaining_g:
+            raise RecordRefused(
+                "mass.insufficient",
+                f"{lot.id} holds {lot.remaining_g} g, not {item['mass_g']} g",
+                path=f"body.inputs[{i}].mass_g",
+            )
+        left = lot.remaining_g - item["mass_g"]
+        spent.append(
+            _moved(
+                lot,
+                env,
+                seq,
+                remaining_g=left,
+                status=lot.status if left else CONSUMED,
+                elements=_scaled(lot.elements, left, lot.remaining_g),
+            )
+        )
+    out_total = sum(o["mass_g"] for o in b["outputs"]) + b["loss_g"]
+    if out_total != sum(in_masses):
+        raise RecordRefused(
+            "mass.unbalanced",
+            f"outputs + loss_g = {out_total} g but inputs = {sum(in_masses)} g; every gram must be accounted for",
+            path="body.outputs",
+        )
+    outputs: list[Lot] = []
+    edges: list[Edge] = []
+    for j, out in enumerate(b["outputs"]):
+        _material(out["material"], f"body.outputs[{j}].material")
+        elements = out.get("elements", {})
+        _elements(elements, out["mass_g"], f"body.outputs[{j}].elements")
+        outputs.append(
+            _new_lot(env, seq, out["lot"], out["material"], "transformed", out["mass_g"], elements)
+        )
+        # How much of this output came from each input, in proportion to input mass.
+        for item, share in zip(b["inputs"], apportion(out["mass_g"], in_masses), strict=True):
+            if share:
+                edges.append(Edge(item["lot"], out["lot"], seq, share))
+    return Effects(lots=[*spent, *outputs], edges=edges)
+
+
+def _status(env: Envelope, state: StateView, seq: int) -> Effects:
+    lots, _ = _lots(env, state)
+    lot = lots[env.body["lot"]]
+    _held_by_actor(env, lot, "body.lot")
+    return Effects(lots=[_moved(lot, env, seq, status=env.body["status"])])
+
+
+def _dispose(env: Envelope, state: StateView, seq: int) -> Effects:
+    lots, _ = _lots(env, state)
+    b = env.body
+    lot = lots[b["lot"]]
+    _held_by_actor(env, lot, "body.lot")
+    if b["mass_g"] > lot.remaining_g:
+        raise RecordRefused(
+            "mass.insufficient",
+            f"{lot.id} holds {lot.remaining_g} g, not {b['mass_g']} g",
+            path="body.mass_g",
+        )
+    left = lot.remaining_g - b["mass_g"]
+    return Effects(
+        lots=[
+            _moved(
+                lot,
+                env,
+                seq,
+                remaining_g=left,
+                disposed_g=lot.disposed_g + b["mass_g"],
+                status=lot.status if left else DISPOSED,
+                elements=_scaled(lot.elements, left, lot.remaining_g),
+            )
+        ]
+    )
+
+
+def _void(env: Envelope, state: StateView, seq: int) -> Effects:
+    """Reverse a record that is still the head of every lot it touched.
+
+    Each touched lot returns to its state before that record (lots the record
+    created become ``void`` with nothing remaining); the void record becomes
+    the lots' new head, so the chain still only grows.
+    """
+    target = state.record(env.body["record"])
+    if target is None:
+        raise RecordRefused("record.unknown", "no record with this hash", path="body.record")
+    if target.type not in VOIDABLE:
+        raise RecordRefused(
+            "void.unsupported",
+            f"{target.type} records cannot be voided (revoke keys with key.revoke)",
+            path="body.record",
+        )
+    actor = state.org(env.actor)
+    if env.actor != target.actor and not (actor is not None and actor.has_role("regulator")):
+        raise RecordRefused(
+            "void.not_permitted", "only the record's actor or a regulator may void it", path="actor"
+        )
+    existing, created = touched_lots(target.type, target.body)
+    lots: dict[str, Lot] = {}
+    for lot_id in [*existing, *created]:
+        lot = state.lot(lot_id)
+        if lot is None or lot.head != target.hash:
+            raise RecordRefused(
+                "void.not_head",
+                f"{lot_id} has records after this one; void those first",
+                path="body.record",
+            )
+        lots[lot_id] = lot
+    _check_parents(env, lots)
+    restored: list[Lot] = []
+    for lot in lots.values():
+        if lot.prev is None:
+            restored.append(_moved(lot, env, seq, remaining_g=0, status=VOID, elements={}))
+        else:
+            before = Lot.from_snapshot(lot.prev)
+            restored.append(replace(before, head=env.hash, updated_seq=seq, prev=lot.snapshot()))
+    return Effects(lots=restored)
+
+
+def past_record(env: Envelope, seq: int) -> PastRecord:
+    return PastRecord(env.hash, seq, env.type, env.actor, env.body)
+
+
+_HANDLERS = {
+    "org.register": _org_register,
+    "key.add": _key_add,
+    "key.revoke": _key_revoke,
+    "create": _create,
+    "transfer": _transfer,
+    "receive": _receive,
+    "split": _split,
+    "merge": _merge,
+    "transform": _transform,
+    "status": _status,
+    "dispose": _dispose,
+    "void": _void,
+}

@@ -1,0 +1,178 @@
+"""The ledger's state as the rules see it: lots, organisations and keys.
+
+These are *projections* of the record log. :class:`StateView` is the narrow
+read interface the rules need; :class:`MemoryState` is the in-memory
+implementation used by ``verify``, ``rebuild`` and as the store's per-batch
+overlay.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+# Lot statuses the ledger itself manages; a lot in any other (lifecycle)
+# status is "held" and may be spent, moved or relabelled by its custodian.
+IN_TRANSIT = "in_transit"
+CONSUMED = "consumed"
+DISPOSED = "disposed"
+VOID = "void"
+NOT_HELD = frozenset({IN_TRANSIT, CONSUMED, DISPOSED, VOID})
+
+
+@dataclass(frozen=True, slots=True)
+class Lot:
+    """A lot's current state.
+
+    ``prev`` is the lot's state before its head record (JSON, or None when
+    the head record created it): what a ``void`` of the head restores.
+    """
+
+    id: str
+    material: str
+    origin: str
+    mass_g: int
+    remaining_g: int
+    status: str
+    custodian: str
+    head: str
+    created_seq: int
+    updated_seq: int
+    elements: dict[str, int] = field(default_factory=dict)
+    units: tuple[str, ...] = ()
+    held_status: str | None = None
+    transit_from: str | None = None
+    transit_to: str | None = None
+    transit_g: int | None = None
+    transit_loss_g: int = 0
+    disposed_g: int = 0
+    prev: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.status not in NOT_HELD
+
+    def snapshot(self) -> str:
+        """This state as JSON, without ``prev``: the next version's ``prev``."""
+        data = asdict(self)
+        del data["prev"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def from_snapshot(text: str) -> Lot:
+        data: dict[str, Any] = json.loads(text)
+        data["units"] = tuple(data["units"])
+        return Lot(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    id: str
+    name: str
+    roles: tuple[str, ...]
+    region: str
+    registered_seq: int
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    id: str
+    org: str
+    public_key: bytes
+    added_seq: int
+    valid_from: str | None = None
+    valid_until: str | None = None
+    revoked_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PastRecord:
+    """What a ``void`` needs to know of the record it reverses."""
+
+    hash: str
+    seq: int
+    type: str
+    actor: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """Mass that flowed from one lot into another, by the record at ``seq``."""
+
+    parent: str
+    child: str
+    seq: int
+    mass_g: int
+
+
+class StateView(Protocol):
+    """What the rules may read. Implementations do no I/O inside the rules:
+    the store loads everything a batch touches before the rules run."""
+
+    @property
+    def empty(self) -> bool: ...
+    def lot(self, lot_id: str) -> Lot | None: ...
+    def org(self, org_id: str) -> Org | None: ...
+    def key(self, key_id: str) -> Key | None: ...
+    def record(self, record_hash: str) -> PastRecord | None: ...
+
+
+@dataclass
+class Effects:
+    """What one record changes: new versions of lots, orgs and keys; new edges."""
+
+    lots: list[Lot] = field(default_factory=list)
+    orgs: list[Org] = field(default_factory=list)
+    keys: list[Key] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+
+
+class MemoryState:
+    """State held in dicts. Also the overlay a store batch writes into."""
+
+    def __init__(self) -> None:
+        self.lots: dict[str, Lot] = {}
+        self.orgs: dict[str, Org] = {}
+        self.keys: dict[str, Key] = {}
+        self.records: dict[str, PastRecord] = {}
+        self.edges: list[Edge] = []
+        self.seq = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.seq == 0
+
+    def lot(self, lot_id: str) -> Lot | None:
+        return self.lots.get(lot_id)
+
+    def org(self, org_id: str) -> Org | None:
+        return self.orgs.get(org_id)
+
+    def key(self, key_id: str) -> Key | None:
+        return self.keys.get(key_id)
+
+    def record(self, record_hash: str) -> PastRecord | None:
+        return self.records.get(record_hash)
+
+    def apply(self, effects: Effects, record: PastRecord | None = None) -> None:
+        for lot in effects.lots:
+            self.lots[lot.id] = lot
+        for org in effects.orgs:
+            self.orgs[org.id] = org
+        for key in effects.keys:
+            self.keys[key.id] = key
+        self.edges.extend(effects.edges)
+        if record is not None:
+            self.records[record.hash] = record
+            self.seq = max(self.seq, record.seq)
+
+    def load(self, lots: Iterable[Lot], orgs: Iterable[Org], keys: Iterable[Key]) -> None:
+        self.lots.update((x.id, x) for x in lots)
+        self.orgs.update((x.id, x) for x in orgs)
+        self.keys.update((x.id, x) for x in keys)

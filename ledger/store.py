@@ -1,0 +1,600 @@
+"""Storage behind a narrow interface: append a batch, read state, rebuild.
+
+Appending (tessera's contract): :meth:`Store.append` returns, for each
+record, its durable sequence number — or the refusal — once the batch is
+committed; or it raises :class:`Overloaded` / :class:`StoreUnavailable` and
+nothing of the batch was kept. The append path:
+
+1. outside any lock: canonical-JSON and shape checks, and Ed25519 signature
+   checks (in a thread pool for large batches: verification releases the GIL);
+2. under the single writer lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL
+   ``SELECT … FOR UPDATE`` of the ``ledger_meta`` row): load every lot, org,
+   key and record the batch names in a handful of queries, run the rules in
+   order against an in-memory overlay, then write with Core ``executemany``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence, Set
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ledger import rules
+from ledger.database import is_sqlite, make_engine
+from ledger.envelope import Envelope, parse_envelope
+from ledger.errors import Overloaded, RecordRefused, StoreUnavailable
+from ledger.signing import b64url_decode, decode_signature, key_id, load_public_key, verify
+from ledger.state import Edge, Effects, Key, Lot, MemoryState, Org, PastRecord
+from ledger.tables import PROJECTIONS, keys, ledger_meta, lot_edges, lots, orgs, records
+
+MAX_BATCH = 5_000
+PARALLEL_VERIFY_MIN = 64  # below this, a thread pool costs more than it saves
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A record as submitted: its canonical JSON text and its signature."""
+
+    envelope: bytes | str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    id: str
+    hash: str
+    seq: int
+    existing: bool = False  # True when this id and these bytes were already stored
+
+
+Result = Appended | RecordRefused
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    seq: int
+    id: str
+    hash: str
+    type: str
+    actor: str
+    key: str
+    at: str
+    recorded_at: str
+    canonical: bytes
+    sig: str
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Store:
+    """The ledger's storage. Thread-safe to share; each call uses its own connection."""
+
+    def __init__(self, engine: Engine, *, verify_threads: int = 2) -> None:
+        self.engine = engine
+        self._pool = ThreadPoolExecutor(verify_threads) if verify_threads > 1 else None
+
+    @classmethod
+    def open(cls, url: str, **kwargs: Any) -> Store:
+        return cls(make_engine(url), **kwargs)
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown()
+        self.engine.dispose()
+
+    # --- appending ---------------------------------------------------------
+
+    def append(
+        self, batch: Sequence[Signed], *, atomic: bool = False, now: datetime | None = None
+    ) -> list[Result]:
+        """Append a batch; one result per record, in order.
+
+        Non-atomic: each record stands or falls alone. ``atomic=True``: if any
+        record is refused, none is written and the others answer
+        ``batch.aborted``.
+        """
+        if len(batch) > MAX_BATCH:
+            raise RecordRefused("batch.too_large", f"at most {MAX_BATCH} records per batch")
+        results: list[Result | None] = [None] * len(batch)
+        envs: list[Envelope | None] = [None] * len(batch)
+        sigs: list[bytes] = [b""] * len(batch)
+        for i, item in enumerate(batch):
+            parsed: Envelope | None = None
+            try:
+                parsed = envs[i] = parse_envelope(item.envelope)
+                sigs[i] = decode_signature(item.signature)
+            except RecordRefused as exc:
+                results[i] = exc.for_record(parsed.id if parsed is not None else None)
+        self._verify_signatures(envs, sigs, results)
+        if atomic and any(r is not None for r in results):
+            return _abort(envs, results)
+        try:
+            return self._append_locked(batch, envs, sigs, results, atomic, now or now_utc())
+        except OperationalError as exc:
+            if _is_busy(exc):
+                raise Overloaded("the ledger is busy; retry the same batch shortly") from None
+            raise StoreUnavailable(
+                "the database failed during the write; nothing of this batch was kept; retry it"
+            ) from None
+        except DBAPIError:
+            raise StoreUnavailable(
+                "the database refused the write; nothing of this batch was kept; retry it"
+            ) from None
+
+    def _verify_signatures(
+        self, envs: list[Envelope | None], sigs: list[bytes], results: list[Result | None]
+    ) -> None:
+        """Check each signature against its key's public bytes (validity is for the rules)."""
+        wanted = {e.key for e in envs if e is not None}
+        public: dict[str, bytes] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(wanted), 500):
+                for kid, raw in conn.execute(
+                    select(keys.c.id, keys.c.public_key).where(keys.c.id.in_(chunk))
+                ):
+                    public[kid] = bytes(raw)
+        for env in envs:  # keys added earlier in this batch (and the genesis key)
+            if env is not None and env.type in ("key.add", "org.register"):
+                text = env.body.get("public_key")
+                if isinstance(text, str):
+                    raw = b64url_decode(text)
+                    public.setdefault(key_id(raw), raw)
+        loaded = {kid: load_public_key(raw) for kid, raw in public.items()}
+
+        def check(i: int) -> RecordRefused | None:
+            env = envs[i]
+            assert env is not None
+            pub = loaded.get(env.key)
+            if pub is None:
+                return RecordRefused(
+                    "key.unknown",
+                    "no key with this id is registered; register it with key.add",
+                    path="key",
+                    record_id=env.id,
+                )
+            if not verify(pub, sigs[i], env.canonical):
+                return RecordRefused(
+                    "signature.invalid",
+                    "the signature does not verify over the envelope's canonical bytes with this key",
+                    path="signature",
+                    record_id=env.id,
+                )
+            return None
+
+        todo = [i for i, e in enumerate(envs) if e is not None and results[i] is None]
+        if self._pool is not None and len(todo) >= PARALLEL_VERIFY_MIN:
+            outcomes = list(self._pool.map(check, todo, chunksize=max(1, len(todo) // 8)))
+        else:
+            outcomes = [check(i) for i in todo]
+        for i, outcome in zip(todo, outcomes, strict=True):
+            if outcome is not None:
+                results[i] = outcome
+
+    def _append_locked(
+        self,
+        batch: Sequence[Signed],
+        envs: list[Envelope | None],
+        sigs: list[bytes],
+        results: list[Result | None],
+        atomic: bool,
+        now: datetime,
+    ) -> list[Result]:
+        recorded_at = format_time(now)
+        try:
+            return self._append_transaction(batch, envs, results, atomic, now, recorded_at)
+        except _AtomicAbort:
+            return _abort(envs, results)
+
+    def _append_transaction(
+        self,
+        batch: Sequence[Signed],
+        envs: list[Envelope | None],
+        results: list[Result | None],
+        atomic: bool,
+        now: datetime,
+        recorded_at: str,
+    ) -> list[Result]:
+        with self._write_connection() as conn, conn.begin():
+            seq = self._lock(conn)
+            state = MemoryState()
+            state.seq = seq
+            self._resolve_ids(conn, envs, results)
+            self._preload(conn, state, [e for i, e in enumerate(envs) if e and results[i] is None])
+            stored_lots, stored_keys = set(state.lots), set(state.keys)
+            new_records: list[dict[str, Any]] = []
+            changed_lots: dict[str, Lot] = {}
+            new_orgs: list[Org] = []
+            changed_keys: dict[str, Key] = {}
+            new_edges: list[Edge] = []
+            for i, env in enumerate(envs):
+                if env is None or results[i] is not None:
+                    continue
+                try:
+                    effects = rules.apply(env, state, seq + 1, now)
+                except RecordRefused as exc:
+                    results[i] = exc
+                    if atomic:
+                        raise _AtomicAbort from None  # rolls the transaction back
+                    continue
+                seq += 1
+                state.apply(effects, rules.past_record(env, seq))
+                _collect(effects, changed_lots, new_orgs, changed_keys, new_edges)
+                new_records.append(
+                    {
+                        "seq": seq,
+                        "id": env.id,
+                        "hash": env.hash,
+                        "type": env.type,
+                        "actor": env.actor,
+                        "key": env.key,
+                        "at": env.at,
+                        "recorded_at": recorded_at,
+                        "canonical": env.canonical,
+                        "sig": batch[i].signature,
+                    }
+                )
+                results[i] = Appended(env.id, env.hash, seq)
+            if new_records:
+                conn.execute(insert(records), new_records)
+                write_projections(
+                    conn,
+                    changed_lots.values(),
+                    new_orgs,
+                    changed_keys.values(),
+                    new_edges,
+                    stored_lots=stored_lots,
+                    stored_keys=stored_keys,
+                )
+                conn.execute(update(ledger_meta).where(ledger_meta.c.id == 1).values(seq=seq))
+        return [r for r in results if r is not None]
+
+    def _write_connection(self) -> Connection:
+        conn = self.engine.connect()
+        if is_sqlite(self.engine):
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        return conn
+
+    def _lock(self, conn: Connection) -> int:
+        """Take the writer lock; return the last sequence number."""
+        query = select(ledger_meta.c.seq).where(ledger_meta.c.id == 1)
+        if not is_sqlite(self.engine):
+            query = query.with_for_update()
+        seq = conn.execute(query).scalar_one()
+        return int(seq)
+
+    def _resolve_ids(
+        self, conn: Connection, envs: list[Envelope | None], results: list[Result | None]
+    ) -> None:
+        """Idempotency: a stored id with the same bytes answers with the stored record."""
+        ids = [e.id for i, e in enumerate(envs) if e is not None and results[i] is None]
+        stored: dict[str, tuple[str, int]] = {}
+        for chunk in _chunks(ids, 500):
+            for rid, rhash, rseq in conn.execute(
+                select(records.c.id, records.c.hash, records.c.seq).where(records.c.id.in_(chunk))
+            ):
+                stored[rid] = (rhash, int(rseq))
+        first_in_batch: dict[str, int] = {}
+        for i, env in enumerate(envs):
+            if env is None or results[i] is not None:
+                continue
+            if env.id in stored:
+                rhash, rseq = stored[env.id]
+                results[i] = (
+                    Appended(env.id, rhash, rseq, existing=True)
+                    if rhash == env.hash
+                    else RecordRefused(
+                        "id.reused",
+                        "this id was already used for a record with other bytes; "
+                        "choose a new id (a ULID)",
+                        path="id",
+                        record_id=env.id,
+                    )
+                )
+            elif env.id in first_in_batch:
+                same = envs[first_in_batch[env.id]]
+                assert same is not None
+                results[i] = RecordRefused(
+                    "id.reused",
+                    "this id appears twice in the batch"
+                    + ("" if same.hash != env.hash else " (same bytes: send it once)"),
+                    path="id",
+                    record_id=env.id,
+                )
+            else:
+                first_in_batch[env.id] = i
+
+    def _preload(self, conn: Connection, state: MemoryState, envs: list[Envelope]) -> None:
+        """Load every lot, org, key and voided record the batch names."""
+        void_targets = [e.body["record"] for e in envs if e.type == "void"]
+        for row in _select_in(conn, records, records.c.hash, void_targets):
+            env = parse_envelope(bytes(row.canonical))
+            state.records[row.hash] = PastRecord(
+                env.hash, int(row.seq), env.type, env.actor, env.body
+            )
+        lot_ids: set[str] = set()
+        org_ids: set[str] = set()
+        key_ids: set[str] = set()
+        for env in envs:
+            existing, created = rules.touched_lots(env.type, env.body)
+            lot_ids.update(existing, created, env.parents)
+            org_ids.add(env.actor)
+            key_ids.add(env.key)
+            for field in ("org", "to"):
+                if isinstance(env.body.get(field), str):
+                    org_ids.add(env.body[field])
+            if env.type == "key.revoke":
+                key_ids.add(env.body["key"])
+            if env.type == "key.add":
+                key_ids.add(key_id(b64url_decode(env.body["public_key"])))
+        for past in state.records.values():
+            existing, created = rules.touched_lots(past.type, past.body)
+            lot_ids.update(existing, created)
+            org_ids.add(past.actor)
+        state.load(
+            (lot_from_row(r) for r in _select_in(conn, lots, lots.c.id, lot_ids)),
+            (org_from_row(r) for r in _select_in(conn, orgs, orgs.c.id, org_ids)),
+            (key_from_row(r) for r in _select_in(conn, keys, keys.c.id, key_ids)),
+        )
+
+    # --- reading -------------------------------------------------------------
+
+    def last_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(ledger_meta.c.seq)).scalar_one())
+
+    def lot(self, lot_id: str) -> Lot | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(lots).where(lots.c.id == lot_id)).first()
+            return lot_from_row(row) if row else None
+
+    def heads(self, lot_ids: Iterable[str]) -> dict[str, str]:
+        """The latest record hash of each existing lot: what a client puts in ``parents``."""
+        with self.engine.connect() as conn:
+            return {r.id: r.head for r in _select_in(conn, lots, lots.c.id, set(lot_ids))}
+
+    def org(self, org_id: str) -> Org | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(orgs).where(orgs.c.id == org_id)).first()
+            return org_from_row(row) if row else None
+
+    def records(self, from_seq: int = 1, page: int = 2_000) -> Iterator[StoredRecord]:
+        """Every stored record in sequence order, read a page at a time."""
+        last = from_seq - 1
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(records).where(records.c.seq > last).order_by(records.c.seq).limit(page)
+                ).all()
+            for r in rows:
+                yield StoredRecord(
+                    int(r.seq),
+                    r.id,
+                    r.hash,
+                    r.type,
+                    r.actor,
+                    r.key,
+                    r.at,
+                    r.recorded_at,
+                    bytes(r.canonical),
+                    r.sig,
+                )
+            if len(rows) < page:
+                return
+            last = int(rows[-1].seq)
+
+    def projection_rows(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every projection table's rows, sorted: two equal ledgers give equal dicts."""
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        with self.engine.connect() as conn:
+            for t in PROJECTIONS:
+                out[t.name] = sorted(tuple(r) for r in conn.execute(select(t)))
+        return out
+
+    def replace_projections(self, state: MemoryState) -> None:
+        """Swap every projection for ``state`` in one transaction (``rebuild``)."""
+        with self._write_connection() as conn, conn.begin():
+            self._lock(conn)
+            for t in PROJECTIONS:
+                conn.execute(delete(t))
+            write_projections(
+                conn,
+                state.lots.values(),
+                state.orgs.values(),
+                state.keys.values(),
+                state.edges,
+            )
+
+
+def write_projections(
+    conn: Connection,
+    changed_lots: Iterable[Lot],
+    new_orgs: Iterable[Org],
+    changed_keys: Iterable[Key],
+    new_edges: Sequence[Edge],
+    *,
+    stored_lots: Set[str] = frozenset(),
+    stored_keys: Set[str] = frozenset(),
+) -> None:
+    """Insert new and update changed projection rows (``stored_*``: ids already in the database)."""
+    lot_rows = [lot_to_row(x) for x in changed_lots]
+    created = [r for r in lot_rows if r["id"] not in stored_lots]
+    updated = [r for r in lot_rows if r["id"] in stored_lots]
+    for chunk in _chunks(created, 2_000):
+        conn.execute(insert(lots), chunk)
+    if updated:
+        conn.execute(
+            update(lots).where(lots.c.id == bindparam("b_id")),
+            [{**{k: v for k, v in r.items() if k != "id"}, "b_id": r["id"]} for r in updated],
+        )
+    org_rows = [org_to_row(o) for o in new_orgs]
+    if org_rows:
+        conn.execute(insert(orgs), org_rows)
+    key_rows = [key_to_row(k) for k in changed_keys]
+    new_keys = [r for r in key_rows if r["id"] not in stored_keys]
+    revoked = [r for r in key_rows if r["id"] in stored_keys]
+    if new_keys:
+        conn.execute(insert(keys), new_keys)
+    if revoked:
+        conn.execute(
+            update(keys).where(keys.c.id == bindparam("b_id")),
+            [{"revoked_seq": r["revoked_seq"], "b_id": r["id"]} for r in revoked],
+        )
+    edge_rows = [
+        {"seq": e.seq, "parent": e.parent, "child": e.child, "mass_g": e.mass_g} for e in new_edges
+    ]
+    for chunk in _chunks(edge_rows, 2_000):
+        conn.execute(insert(lot_edges), chunk)
+
+
+class _AtomicAbort(Exception):
+    """Internal: unwinds an atomic batch's transaction."""
+
+
+def _collect(
+    effects: Effects,
+    changed_lots: dict[str, Lot],
+    new_orgs: list[Org],
+    changed_keys: dict[str, Key],
+    new_edges: list[Edge],
+) -> None:
+    for lot in effects.lots:
+        changed_lots[lot.id] = lot
+    new_orgs.extend(effects.orgs)
+    for key in effects.keys:
+        changed_keys[key.id] = key
+    new_edges.extend(effects.edges)
+
+
+def _abort(envs: list[Envelope | None], results: list[Result | None]) -> list[Result]:
+    out: list[Result] = []
+    for env, result in zip(envs, results, strict=True):
+        if isinstance(result, RecordRefused):
+            out.append(result)
+        else:
+            out.append(
+                RecordRefused(
+                    "batch.aborted",
+                    "not written: another record in this atomic batch was refused",
+                    record_id=env.id if env else None,
+                )
+            )
+    return out
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "lock timeout" in text or "busy" in text
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _select_in(conn: Connection, table: Any, column: Any, values: Iterable[str]) -> list[Row[Any]]:
+    out: list[Row[Any]] = []
+    for chunk in _chunks(sorted(set(values)), 500):
+        out.extend(conn.execute(select(table).where(column.in_(chunk))).all())
+    return out
+
+
+# --- rows <-> state ---------------------------------------------------------------
+
+
+def lot_to_row(lot: Lot) -> dict[str, Any]:
+    return {
+        "id": lot.id,
+        "material": lot.material,
+        "origin": lot.origin,
+        "mass_g": lot.mass_g,
+        "remaining_g": lot.remaining_g,
+        "status": lot.status,
+        "custodian": lot.custodian,
+        "head": lot.head,
+        "created_seq": lot.created_seq,
+        "updated_seq": lot.updated_seq,
+        "elements": json.dumps(lot.elements, sort_keys=True, separators=(",", ":")),
+        "units": json.dumps(list(lot.units), separators=(",", ":")),
+        "held_status": lot.held_status,
+        "transit_from": lot.transit_from,
+        "transit_to": lot.transit_to,
+        "transit_g": lot.transit_g,
+        "transit_loss_g": lot.transit_loss_g,
+        "disposed_g": lot.disposed_g,
+        "prev": lot.prev,
+    }
+
+
+def lot_from_row(r: Row[Any]) -> Lot:
+    return Lot(
+        r.id,
+        r.material,
+        r.origin,
+        int(r.mass_g),
+        int(r.remaining_g),
+        r.status,
+        r.custodian,
+        r.head,
+        int(r.created_seq),
+        int(r.updated_seq),
+        json.loads(r.elements),
+        tuple(json.loads(r.units)),
+        r.held_status,
+        r.transit_from,
+        r.transit_to,
+        None if r.transit_g is None else int(r.transit_g),
+        int(r.transit_loss_g),
+        int(r.disposed_g),
+        r.prev,
+    )
+
+
+def org_to_row(org: Org) -> dict[str, Any]:
+    return {
+        "id": org.id,
+        "name": org.name,
+        "roles": json.dumps(list(org.roles)),
+        "region": org.region,
+        "registered_seq": org.registered_seq,
+    }
+
+
+def org_from_row(r: Row[Any]) -> Org:
+    return Org(r.id, r.name, tuple(json.loads(r.roles)), r.region, int(r.registered_seq))
+
+
+def key_to_row(key: Key) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "org": key.org,
+        "public_key": key.public_key,
+        "added_seq": key.added_seq,
+        "valid_from": key.valid_from,
+        "valid_until": key.valid_until,
+        "revoked_seq": key.revoked_seq,
+    }
+
+
+def key_from_row(r: Row[Any]) -> Key:
+    return Key(
+        r.id,
+        r.org,
+        bytes(r.public_key),
+        int(r.added_seq),
+        r.valid_from,
+        r.valid_until,
+        None if r.revoked_seq is None else int(r.revoked_seq),
+    )

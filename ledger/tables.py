@@ -1,0 +1,103 @@
+"""SQL tables (SQLModel). Alembic's migrations are the schema of record;
+tests/test_migrations.py checks that these models and the migrations agree.
+
+``records`` is the log: append-only, guarded by triggers on both engines.
+Everything else is a projection that ``rebuild`` regenerates from the log.
+The append path writes through SQLAlchemy Core (``Model.__table__``), not
+the ORM: ORM unit-of-work inserts are several times slower.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, String, Table, Text
+from sqlmodel import Field, SQLModel
+
+
+class RecordRow(SQLModel, table=True):
+    __tablename__ = "records"
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    type: str = Field(sa_column=Column(String(32), nullable=False))
+    actor: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    key: str = Field(sa_column=Column(String(64), nullable=False))
+    at: str = Field(sa_column=Column(String(32), nullable=False))
+    recorded_at: str = Field(sa_column=Column(String(32), nullable=False))
+    canonical: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sig: str = Field(sa_column=Column(String(128), nullable=False))
+
+
+class LotRow(SQLModel, table=True):
+    __tablename__ = "lots"
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    material: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    origin: str = Field(sa_column=Column(String(16), nullable=False))
+    mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+    remaining_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(sa_column=Column(String(32), nullable=False))
+    custodian: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    head: str = Field(sa_column=Column(String(64), nullable=False))
+    created_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    elements: str = Field(sa_column=Column(Text, nullable=False))
+    units: str = Field(sa_column=Column(Text, nullable=False))
+    held_status: str | None = Field(default=None, sa_column=Column(String(32)))
+    transit_from: str | None = Field(default=None, sa_column=Column(String(64)))
+    transit_to: str | None = Field(default=None, sa_column=Column(String(64)))
+    transit_g: int | None = Field(default=None, sa_column=Column(BigInteger))
+    transit_loss_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+    disposed_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+    prev: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class OrgRow(SQLModel, table=True):
+    __tablename__ = "orgs"
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    roles: str = Field(sa_column=Column(Text, nullable=False))
+    region: str = Field(sa_column=Column(String(8), nullable=False))
+    registered_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class KeyRow(SQLModel, table=True):
+    __tablename__ = "keys"
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    org: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    public_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    added_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    valid_from: str | None = Field(default=None, sa_column=Column(String(32)))
+    valid_until: str | None = Field(default=None, sa_column=Column(String(32)))
+    revoked_seq: int | None = Field(default=None, sa_column=Column(BigInteger))
+
+
+class EdgeRow(SQLModel, table=True):
+    __tablename__ = "lot_edges"
+    __table_args__ = (Index("ix_lot_edges_child", "child"), Index("ix_lot_edges_parent", "parent"))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    parent: str = Field(sa_column=Column(String(64), primary_key=True))
+    child: str = Field(sa_column=Column(String(64), primary_key=True))
+    mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class MetaRow(SQLModel, table=True):
+    """One row: the last sequence number. Writers lock it (the sequencer)."""
+
+    __tablename__ = "ledger_meta"
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+def table(model: type[SQLModel]) -> Table:
+    t = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(t, Table)
+    return t
+
+
+records = table(RecordRow)
+lots = table(LotRow)
+orgs = table(OrgRow)
+keys = table(KeyRow)
+lot_edges = table(EdgeRow)
+ledger_meta = table(MetaRow)
+metadata = SQLModel.metadata
+PROJECTIONS = (lots, orgs, keys, lot_edges)
