@@ -355,6 +355,17 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(select(ledger_meta.c.seq)).scalar_one())
 
+    def operator(self) -> str | None:
+        """The operator's org id: the actor of the genesis record."""
+        with self.engine.connect() as conn:
+            actor = conn.execute(select(records.c.actor).where(records.c.seq == 1)).scalar()
+            return str(actor) if actor is not None else None
+
+    def key_owner(self, kid: str) -> str | None:
+        with self.engine.connect() as conn:
+            org = conn.execute(select(keys.c.org).where(keys.c.id == kid)).scalar()
+            return str(org) if org is not None else None
+
     def lot(self, lot_id: str) -> Lot | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(lots).where(lots.c.id == lot_id)).first()

@@ -1,0 +1,276 @@
+"""``rledger``: the command line (DESIGN.md "The CLI").
+
+Every database command takes ``--db`` (a SQLite path or a PostgreSQL URL;
+default ``$RLEDGER_DB`` or ./rledger.db). Keys made by ``init`` live beside a
+SQLite database in ``<name>.keys/`` (or ./rledger.keys for PostgreSQL)
+unless ``--keys DIR`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.engine import make_url
+from tqdm import tqdm
+
+from ledger.database import database_url, has_schema, migrate
+from ledger.errors import LedgerError, RecordRefused
+from ledger.rules import touched_lots
+from ledger.store import Appended, Signed, Store
+from ledger.verify import rebuild, verify_store
+from producers.bootstrap import admit, genesis
+from producers.events import Signer
+from producers.keyfiles import read_private_key, read_public_key, write_private_key
+
+DB_OPTION = click.option("--db", "db", default=None, help="SQLite path or PostgreSQL URL.")
+KEYS_OPTION = click.option(
+    "--keys", "keys_dir", default=None, type=click.Path(path_type=Path), help="Key directory."
+)
+
+
+def default_keys_dir(url: str) -> Path:
+    if env := os.environ.get("RLEDGER_KEYS"):
+        return Path(env)
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database:
+        db = Path(parsed.database)
+        return db.with_name(db.stem + ".keys")
+    return Path("rledger.keys")
+
+
+def open_store(db: str | None) -> tuple[Store, str]:
+    url = database_url(db)
+    store = Store.open(url)
+    if not has_schema(store.engine):
+        raise click.ClickException(f"no ledger at {_safe(url)}; run `rledger init --db ...` first")
+    return store, url
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@click.group()
+@click.version_option(package_name="recovery-ledger")
+def main() -> None:
+    """Recovery Ledger: a signed, hash-chained ledger of recovered material."""
+
+
+@main.command()
+@DB_OPTION
+@KEYS_OPTION
+@click.option(
+    "--operator", default="org:operator", show_default=True, help="The operator's org id."
+)
+@click.option("--name", default="Ledger operator", show_default=True)
+@click.option("--region", default="CN", show_default=True, help="ISO 3166-2 code.")
+def init(db: str | None, keys_dir: Path | None, operator: str, name: str, region: str) -> None:
+    """Create a new ledger: its database, the ledger's key and the operator's key."""
+    url = database_url(db)
+    migrate(url)
+    store = Store.open(url)
+    try:
+        if store.last_seq() > 0:
+            raise click.ClickException(f"{_safe(url)} already holds a ledger; nothing changed")
+        keys_dir = keys_dir or default_keys_dir(url)
+        ledger_key, operator_key = keys_dir / "ledger.key", keys_dir / "operator.key"
+        for path in (ledger_key, operator_key):
+            if path.exists():
+                raise click.ClickException(f"{path} exists; choose another --keys directory")
+        write_private_key(ledger_key)
+        signer = Signer(operator, write_private_key(operator_key))
+        _report(store.append([genesis(signer, name, region)]), ["genesis"])
+    finally:
+        store.close()
+    click.echo(f"ledger initialised at {_safe(url)}; keys in {keys_dir}")
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Private key file.")
+def keygen(out: Path) -> None:
+    """Write a new Ed25519 private key (PEM, mode 0600) to OUT and its public key to OUT.pub."""
+    if out.exists():
+        raise click.ClickException(f"{out} exists; refusing to overwrite a key")
+    write_private_key(out)
+    click.echo(f"private key: {out} (0600)\npublic key:  {out}.pub")
+
+
+@main.group()
+def org() -> None:
+    """Organisations."""
+
+
+@org.command("add")
+@click.argument("org_id")
+@click.option("--role", "roles", multiple=True, required=True, help="Repeat for several roles.")
+@click.option("--region", required=True, help="ISO 3166-2 code, e.g. CN-GD.")
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--name", default=None, help="Display name (default: the id).")
+@click.option("--operator-key", type=click.Path(exists=True, path_type=Path), default=None)
+@DB_OPTION
+@KEYS_OPTION
+def org_add(
+    org_id: str,
+    roles: tuple[str, ...],
+    region: str,
+    key_file: Path,
+    name: str | None,
+    operator_key: Path | None,
+    db: str | None,
+    keys_dir: Path | None,
+) -> None:
+    """Register ORG_ID and its key (an org.register and a key.add signed by the operator)."""
+    store, url = open_store(db)
+    try:
+        operator = store.operator()
+        if operator is None:
+            raise click.ClickException("the ledger has no genesis record; run `rledger init`")
+        path = operator_key or (keys_dir or default_keys_dir(url)) / "operator.key"
+        signer = Signer(operator, read_private_key(path))
+        records, kid = admit(
+            signer, org_id, name or org_id, roles, region, read_public_key(key_file)
+        )
+        _report(store.append(records, atomic=True), ["org.register", "key.add"])
+    finally:
+        store.close()
+    click.echo(f"{org_id} registered with key {kid}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--actor", default=None, help="Org id (default: the org the key is registered to).")
+@click.option("--batch", "batch_size", default=500, show_default=True)
+@click.option("--atomic", is_flag=True, help="All-or-nothing per batch.")
+@DB_OPTION
+def submit(
+    file: Path, key_file: Path, actor: str | None, batch_size: int, atomic: bool, db: str | None
+) -> None:
+    """Sign the drafts in FILE.jsonl and append them.
+
+    Each line is a draft {"type", "body", "id"?, "at"?, "parents"?} (signed
+    here; parents default to the lots' current heads) or an already signed
+    {"envelope", "signature"} (appended as it is).
+    """
+    store, _ = open_store(db)
+    refused = 0
+    try:
+        private = read_private_key(key_file)
+        signer = Signer(actor or "", private)
+        if not actor:
+            owner = store.key_owner(signer.key_id)
+            if owner is None:
+                raise click.ClickException(
+                    "this key is not registered; pass --actor or add the key"
+                )
+            signer.actor = owner
+        lines = file.read_text(encoding="utf-8").splitlines()
+        heads: dict[str, str] = {}
+        with tqdm(total=len(lines), unit="rec", disable=None, file=sys.stderr) as bar:
+            for start in range(0, len(lines), batch_size):
+                chunk = list(enumerate(lines[start : start + batch_size], start + 1))
+                prepared = _sign_lines(chunk, signer, store, heads)
+                signed = [x for _, x in prepared if isinstance(x, Signed)]
+                results = iter(store.append(signed, atomic=atomic) if signed else [])
+                for number, item in prepared:
+                    result = next(results) if isinstance(item, Signed) else item
+                    if isinstance(result, RecordRefused):
+                        refused += 1
+                        click.echo(f"line {number}: refused {result}", err=True)
+                bar.update(len(chunk))
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"{len(lines) - refused} appended, {refused} refused")
+    if refused:
+        sys.exit(1)
+
+
+def _sign_lines(
+    chunk: list[tuple[int, str]], signer: Signer, store: Store, heads: dict[str, str]
+) -> list[tuple[int, Signed | RecordRefused]]:
+    """Sign each draft (or pass a signed line through); a draft that can't be signed is refused."""
+    drafts: list[tuple[int, dict[str, Any]]] = []
+    for number, line in chunk:
+        if not line.strip():
+            continue
+        try:
+            drafts.append((number, json.loads(line)))
+        except ValueError as exc:
+            raise click.ClickException(f"line {number}: not JSON ({exc})") from None
+    wanted = {
+        lot
+        for _, d in drafts
+        if "envelope" not in d
+        for lot in touched_lots(str(d.get("type")), d.get("body", {}))[0]
+        if lot not in heads
+    }
+    heads.update(store.heads(wanted))
+    out: list[tuple[int, Signed | RecordRefused]] = []
+    for number, draft in drafts:
+        if "envelope" in draft:
+            out.append((number, Signed(draft["envelope"], draft["signature"])))
+            continue
+        try:
+            existing, created = touched_lots(draft["type"], draft["body"])
+        except (KeyError, TypeError):
+            raise click.ClickException(f"line {number}: a draft needs a type and a body") from None
+        parents = draft.get("parents") or {lot: heads[lot] for lot in existing if lot in heads}
+        try:
+            record = signer.record(
+                draft["type"], draft["body"], parents, record_id=draft.get("id"), at=draft.get("at")
+            )
+        except RecordRefused as exc:
+            out.append((number, exc))
+            continue
+        out.append((number, record))
+        envelope_hash = _hash(record)
+        for lot in [*existing, *created]:
+            heads[lot] = envelope_hash
+    return out
+
+
+def _hash(record: Signed) -> str:
+    from ledger.signing import record_hash
+
+    data = record.envelope.encode() if isinstance(record.envelope, str) else record.envelope
+    return record_hash(data)
+
+
+def _report(results: list[Any], labels: list[str]) -> None:
+    for label, result in zip(labels, results, strict=True):
+        if not isinstance(result, Appended):
+            raise click.ClickException(f"{label} refused: {result}")
+
+
+@main.command()
+@DB_OPTION
+def verify(db: str | None) -> None:
+    """Re-check every record: bytes, hash, signature, key validity, parents, mass balance."""
+    store, _ = open_store(db)
+    try:
+        report = verify_store(store)
+    finally:
+        store.close()
+    click.echo(str(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command("rebuild")
+@DB_OPTION
+def rebuild_cmd(db: str | None) -> None:
+    """Regenerate every projection by replaying the log."""
+    store, _ = open_store(db)
+    try:
+        state = rebuild(store)
+    finally:
+        store.close()
+    click.echo(f"rebuilt from {state.seq} records: {len(state.lots)} lots, {len(state.orgs)} orgs")
