@@ -374,7 +374,11 @@ def _split(b: Body) -> None:
 
 
 def _merge(b: Body) -> None:
-    _fields(b, {"lots", "into"})
+    # mass_g (optional, an extension of the contract): the merged mass as the
+    # custodian weighed it; refused unless it equals the inputs' remaining mass.
+    _fields(b, {"lots", "into"}, {"mass_g"})
+    if "mass_g" in b:
+        _mass(b, "mass_g", "body.mass_g")
     lots = _list(b, "lots", "body.lots", minimum=2)
     for i, lot in enumerate(lots):
         _id_value(lot, f"body.lots[{i}]", prefix="lot:")

@@ -453,6 +453,13 @@ def _merge(env: Envelope, state: StateView, seq: int) -> Effects:
                 f"{lot.id} is {lot.material}, not {inputs[0].material}; use a transform",
                 path=f"body.lots[{i}]",
             )
+    total = sum(lot.remaining_g for lot in inputs)
+    if "mass_g" in b and b["mass_g"] != total:
+        raise RecordRefused(
+            "mass.unbalanced",
+            f"the merged lots hold {total} g, not {b['mass_g']} g",
+            path="body.mass_g",
+        )
     elements: dict[str, int] = {}
     for lot in inputs:
         for k, v in lot.elements.items():
@@ -464,7 +471,7 @@ def _merge(env: Envelope, state: StateView, seq: int) -> Effects:
         b["into"],
         inputs[0].material,
         origins.pop() if len(origins) == 1 else "mixed",
-        sum(lot.remaining_g for lot in inputs),
+        total,
         elements,
         tuple(u for lot in inputs for u in lot.units),
     )
