@@ -8,7 +8,6 @@ unless ``--keys DIR`` says otherwise.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,12 +19,12 @@ from tqdm import tqdm
 
 from ledger.database import database_url, has_schema, migrate
 from ledger.errors import LedgerError, RecordRefused
-from ledger.rules import touched_lots
-from ledger.store import Appended, Signed, Store
+from ledger.store import Appended, Store
 from ledger.verify import rebuild, verify_store
 from producers.bootstrap import admit, genesis
 from producers.events import Signer
 from producers.keyfiles import read_private_key, read_public_key, write_private_key
+from producers.submit import parse_lines, submit_lines
 
 DB_OPTION = click.option("--db", "db", default=None, help="SQLite path or PostgreSQL URL.")
 KEYS_OPTION = click.option(
@@ -170,78 +169,35 @@ def submit(
                     "this key is not registered; pass --actor or add the key"
                 )
             signer.actor = owner
-        lines = file.read_text(encoding="utf-8").splitlines()
-        heads: dict[str, str] = {}
-        with tqdm(total=len(lines), unit="rec", disable=None, file=sys.stderr) as bar:
-            for start in range(0, len(lines), batch_size):
-                chunk = list(enumerate(lines[start : start + batch_size], start + 1))
-                prepared = _sign_lines(chunk, signer, store, heads)
-                signed = [x for _, x in prepared if isinstance(x, Signed)]
-                results = iter(store.append(signed, atomic=atomic) if signed else [])
-                for number, item in prepared:
-                    result = next(results) if isinstance(item, Signed) else item
-                    if isinstance(result, RecordRefused):
+        texts = file.read_text(encoding="utf-8").splitlines()
+        total = 0
+        with tqdm(total=len(texts), unit="rec", disable=None, file=sys.stderr) as bar:
+            for start in range(0, len(texts), batch_size):
+                chunk = list(enumerate(texts[start : start + batch_size], start + 1))
+                try:
+                    lines = parse_lines(chunk)
+                except ValueError as exc:
+                    raise click.ClickException(str(exc)) from None
+                submit_lines(
+                    lines,
+                    signer,
+                    lambda b: store.append(b, atomic=atomic),
+                    store.heads,
+                    atomic=atomic,
+                )
+                for line in lines:
+                    total += 1
+                    if isinstance(line.result, RecordRefused):
                         refused += 1
-                        click.echo(f"line {number}: refused {result}", err=True)
+                        click.echo(f"line {line.number}: refused {line.result}", err=True)
                 bar.update(len(chunk))
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         store.close()
-    click.echo(f"{len(lines) - refused} appended, {refused} refused")
+    click.echo(f"{total - refused} appended, {refused} refused")
     if refused:
         sys.exit(1)
-
-
-def _sign_lines(
-    chunk: list[tuple[int, str]], signer: Signer, store: Store, heads: dict[str, str]
-) -> list[tuple[int, Signed | RecordRefused]]:
-    """Sign each draft (or pass a signed line through); a draft that can't be signed is refused."""
-    drafts: list[tuple[int, dict[str, Any]]] = []
-    for number, line in chunk:
-        if not line.strip():
-            continue
-        try:
-            drafts.append((number, json.loads(line)))
-        except ValueError as exc:
-            raise click.ClickException(f"line {number}: not JSON ({exc})") from None
-    wanted = {
-        lot
-        for _, d in drafts
-        if "envelope" not in d
-        for lot in touched_lots(str(d.get("type")), d.get("body", {}))[0]
-        if lot not in heads
-    }
-    heads.update(store.heads(wanted))
-    out: list[tuple[int, Signed | RecordRefused]] = []
-    for number, draft in drafts:
-        if "envelope" in draft:
-            out.append((number, Signed(draft["envelope"], draft["signature"])))
-            continue
-        try:
-            existing, created = touched_lots(draft["type"], draft["body"])
-        except (KeyError, TypeError):
-            raise click.ClickException(f"line {number}: a draft needs a type and a body") from None
-        parents = draft.get("parents") or {lot: heads[lot] for lot in existing if lot in heads}
-        try:
-            record = signer.record(
-                draft["type"], draft["body"], parents, record_id=draft.get("id"), at=draft.get("at")
-            )
-        except RecordRefused as exc:
-            out.append((number, exc))
-            continue
-        out.append((number, record))
-        envelope_hash = _hash(record)
-        for lot in [*existing, *created]:
-            heads[lot] = envelope_hash
-    return out
-
-
-def _hash(record: Signed) -> str:
-    from ledger.signing import record_hash
-
-    data = record.envelope.encode() if isinstance(record.envelope, str) else record.envelope
-    return record_hash(data)
 
 
 def _report(results: list[Any], labels: list[str]) -> None:
@@ -274,3 +230,7 @@ def rebuild_cmd(db: str | None) -> None:
     finally:
         store.close()
     click.echo(f"rebuilt from {state.seq} records: {len(state.lots)} lots, {len(state.orgs)} orgs")
+
+
+if __name__ == "__main__":
+    main()
