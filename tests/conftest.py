@@ -5,6 +5,7 @@ binaries; a failure to start fails the run, it never skips)."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,3 +138,14 @@ def sqlite_world(sqlite_url: str) -> Iterator[World]:
     w = make_world(sqlite_url)
     yield w
     w.store.close()
+
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """In CI (CI=true) nothing may skip silently: a skipped test fails the run."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which is not allowed: {report.longrepr}"
