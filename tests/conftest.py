@@ -140,7 +140,6 @@ def sqlite_world(sqlite_url: str) -> Iterator[World]:
     w.store.close()
 
 
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """In CI (CI=true) nothing may skip silently: a skipped test fails the run."""

@@ -80,8 +80,14 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)
     | st.text(alphabet=st.characters(exclude_categories=["Cs"])),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=20,
 )
 
@@ -120,7 +126,7 @@ def test_canonical_text_round_trips(value: dict[str, object]) -> None:
         (b'{"a":-9007199254740992}', "json.integer_range"),
         (b'{"a":"\\ud800"}', "json.malformed"),
         (b'{"a":"\xff"}', "json.malformed"),
-        (b'[1,2]', "json.malformed"),
+        (b"[1,2]", "json.malformed"),
         (b'{"a":', "json.malformed"),
         (b"", "json.malformed"),
     ],

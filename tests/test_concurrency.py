@@ -9,8 +9,15 @@ import pytest
 from conftest import World, make_world
 
 from ledger.errors import RecordRefused
-from ledger.store import Appended, Result, Store
+from ledger.store import Appended, Result, Signed, Store
 from ledger.verify import verify_store
+
+
+def _writer(
+    barrier: threading.Barrier, store: Store, record: Signed, results: list[Result | None], i: int
+) -> None:
+    barrier.wait()
+    results[i] = store.append([record])[0]
 
 
 def _race(world: World, url: str, rounds: int) -> None:
@@ -37,11 +44,10 @@ def _race(world: World, url: str, rounds: int) -> None:
         results: list[Result | None] = [None, None]
         barrier = threading.Barrier(2)
 
-        def writer(i: int) -> None:
-            barrier.wait()
-            results[i] = stores[i].append([records[i]])[0]  # noqa: B023
-
-        threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)]
+        threads = [
+            threading.Thread(target=_writer, args=(barrier, stores[i], records[i], results, i))
+            for i in range(2)
+        ]
         for t in threads:
             t.start()
         for t in threads:
