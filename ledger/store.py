@@ -35,6 +35,7 @@ from ledger.state import Edge, Effects, Key, Lot, MemoryState, Org, PastRecord
 from ledger.tables import PROJECTIONS, keys, ledger_meta, lot_edges, lots, orgs, records
 
 MAX_BATCH = 5_000
+LOCK_TIMEOUT_MS = 10_000
 PARALLEL_VERIFY_MIN = 64  # below this, a thread pool costs more than it saves
 
 
@@ -271,6 +272,8 @@ class Store:
         """Take the writer lock; return the last sequence number."""
         query = select(ledger_meta.c.seq).where(ledger_meta.c.id == 1)
         if not is_sqlite(self.engine):
+            # A writer that waits longer than this is told Overloaded (retryable).
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
             query = query.with_for_update()
         seq = conn.execute(query).scalar_one()
         return int(seq)
