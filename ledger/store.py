@@ -466,9 +466,7 @@ def write_projections(
             update(keys).where(keys.c.id == bindparam("b_id")),
             [{"revoked_seq": r["revoked_seq"], "b_id": r["id"]} for r in revoked],
         )
-    edge_rows = [
-        {"seq": e.seq, "parent": e.parent, "child": e.child, "mass_g": e.mass_g} for e in new_edges
-    ]
+    edge_rows = [edge_to_row(e) for e in new_edges]
     for chunk in _chunks(edge_rows, 2_000):
         conn.execute(insert(lot_edges), chunk)
 
@@ -600,6 +598,10 @@ def key_to_row(key: Key) -> dict[str, Any]:
         "valid_until": key.valid_until,
         "revoked_seq": key.revoked_seq,
     }
+
+
+def edge_to_row(edge: Edge) -> dict[str, Any]:
+    return {"seq": edge.seq, "parent": edge.parent, "child": edge.child, "mass_g": edge.mass_g}
 
 
 def key_from_row(r: Row[Any]) -> Key:

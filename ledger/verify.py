@@ -11,13 +11,22 @@ replayed ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ledger import rules
 from ledger.envelope import Envelope, parse_at, parse_envelope
 from ledger.errors import RecordRefused
 from ledger.signing import b64url_decode, decode_signature, load_public_key, record_hash, verify
 from ledger.state import MemoryState
-from ledger.store import Store, StoredRecord, lot_to_row
+from ledger.store import (
+    Store,
+    StoredRecord,
+    edge_to_row,
+    key_to_row,
+    lot_to_row,
+    org_to_row,
+)
+from ledger.tables import PROJECTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +103,11 @@ def verify_store(store: Store) -> Report:
     """Re-check the whole ledger; name the first bad sequence number."""
     state = MemoryState()
     try:
+        last_recorded = ""
         for rec in store.records():
+            if rec.recorded_at < last_recorded:
+                raise Broken(rec.seq, "recorded before the record ahead of it: the log was reordered")
+            last_recorded = rec.recorded_at
             replay_record(state, rec, check_signature=True)
         if store.last_seq() != state.seq:
             raise Broken(
@@ -107,35 +120,43 @@ def verify_store(store: Store) -> Report:
 
 
 def _compare_projections(store: Store, state: MemoryState) -> None:
+    """Every projection row must equal the one the replayed log gives."""
+    expected: dict[str, list[tuple[dict[str, Any], int]]] = {
+        "lots": [(lot_to_row(x), x.updated_seq) for x in state.lots.values()],
+        "orgs": [(org_to_row(x), x.registered_seq) for x in state.orgs.values()],
+        "keys": [(key_to_row(x), x.revoked_seq or x.added_seq) for x in state.keys.values()],
+        "lot_edges": [(edge_to_row(x), x.seq) for x in state.edges],
+    }
     stored = store.projection_rows()
-    expected_lots = {lot.id: lot_to_row(lot) for lot in state.lots.values()}
-    seen: set[str] = set()
-    columns = list(lot_to_row(next(iter(state.lots.values()))).keys()) if state.lots else []
-    for row in stored["lots"]:
-        as_dict = dict(zip(columns, row, strict=False)) if columns else {}
-        lot_id = row[0]
-        seen.add(lot_id)
-        want = expected_lots.get(lot_id)
-        if want is None or as_dict != want:
-            seq = want["updated_seq"] if want else None
-            raise Broken(
-                seq, f"projection of {lot_id} differs from the replayed log; run `rledger rebuild`"
+    for table in PROJECTIONS:
+        names = [c.name for c in table.columns]
+        key_cols = [c.name for c in table.primary_key.columns]
+        want = {
+            tuple(row[k] for k in key_cols): (tuple(row[n] for n in names), seq)
+            for row, seq in expected[table.name]
+        }
+        have = {}
+        for values in stored[table.name]:
+            row = dict(
+                zip(
+                    names,
+                    (bytes(v) if isinstance(v, memoryview) else v for v in values),
+                    strict=True,
+                )
             )
-    missing = set(expected_lots) - seen
-    if missing:
-        lot_id = sorted(missing)[0]
-        raise Broken(
-            expected_lots[lot_id]["updated_seq"],
-            f"projection lacks {lot_id}; run `rledger rebuild`",
-        )
-    if (
-        len(stored["orgs"]) != len(state.orgs)
-        or len(stored["keys"]) != len(state.keys)
-        or len(stored["lot_edges"]) != len(state.edges)
-    ):
-        raise Broken(
-            None, "organisation, key or edge projections differ from the log; run `rledger rebuild`"
-        )
+            have[tuple(row[k] for k in key_cols)] = tuple(row[n] for n in names)
+        for pk in sorted(set(want) | set(have), key=lambda k: want.get(k, ((), 0))[1]):
+            if pk not in have:
+                problem = "lacks"
+            elif pk not in want:
+                problem = "has an extra row for"
+            elif have[pk] != want[pk][0]:
+                problem = "differs from the replayed log for"
+            else:
+                continue
+            seq = want[pk][1] if pk in want else None
+            ident = "/".join(str(x) for x in pk)
+            raise Broken(seq, f"projection {table.name} {problem} {ident}; run `rledger rebuild`")
 
 
 def rebuild(store: Store) -> MemoryState:

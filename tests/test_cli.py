@@ -128,3 +128,12 @@ def test_commands_need_an_initialised_ledger(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", ["init", "keygen", "org", "submit", "verify", "rebuild"])
 def test_every_command_has_help(command: str, tmp_path: Path) -> None:
     assert "Usage" in run(command, "--help", cwd=tmp_path).stdout
+
+
+def test_demo_initialises_seeds_and_verifies_and_is_idempotent(tmp_path: Path) -> None:
+    first = run("demo", "--months", "1", cwd=tmp_path)
+    assert "verify: ok" in first.stdout
+    assert all(f"collected {f}" in first.stdout for f in ("steel", "paper", "batteries", "tyres"))
+    again = run("demo", "--months", "1", cwd=tmp_path)
+    assert first.stdout == again.stdout
+    assert "ok:" in run("verify", cwd=tmp_path).stdout

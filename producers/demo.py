@@ -1,0 +1,973 @@
+"""A synthetic regional recovery network, seeded through the normal signed path (``rledger demo``).
+
+:func:`seed_demo` registers a dozen organisations in Guangdong (CN-GD), with
+two collectors in Guangxi (CN-GX) and a board mill in Hunan (CN-HN), and
+then simulates months of day-by-day trade in all six waste families:
+
+* four collectors weigh in post-consumer lots (HMS, ELV hulks, copper and
+  aluminium scrap, OCC, PET and mixed plastics, end-of-life tyres, Li-ion
+  batteries), split oversize loads into truckloads and ship them; the
+  receiver weighs each load the next day (a transit loss of a few per mille);
+* the scrap processor shreds ELV hulks, sorts copper scrap, bales cans and
+  merges each grade into shipment lots; shredded steel goes to the steel mill;
+* the steel mill melts scrap with virgin pig iron into billets and rolls
+  billets into rebar; the board mill pulps OCC and makes testliner with some
+  virgin pulp; the PET recycler washes, flakes and pelletises PET and sorts
+  mixed plastics (its residue is incinerated or landfilled); the tyre
+  recycler granulates tyres into crumb, steel wire (to the steel mill) and
+  textile fibre (energy recovery or incineration);
+* the automaker places battery packs (with 24-character battery codes) on the
+  market, retires fleet packs every fortnight (one lot goes to second life)
+  and hands them to the battery recycler, which dismantles them, makes black
+  mass and, once a month, recovers cobalt sulfate, nickel sulfate, lithium
+  carbonate and manganese sulfate by hydrometallurgy;
+* once, a collector enters a weighbridge ticket twice and the regulator voids
+  the duplicate.
+
+Everything is deterministic in ``seed``: keys are derived from it, record
+ids are ULIDs built from each record's time and a counter, and ``at`` times
+come from the simulated calendar, so two runs on fresh ledgers produce
+byte-identical records. The heads of lots are kept client-side (a record's
+hash is the SHA-256 of its canonical bytes) and records go to
+:meth:`ledger.store.Store.append` in atomic batches of :data:`BATCH`.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from ulid import ULID
+
+from ledger.apportion import apportion
+from ledger.errors import RecordRefused
+from ledger.materials import default_taxonomy
+from ledger.signing import Ed25519PrivateKey, record_hash
+from ledger.store import Appended, Signed, Store
+from producers.events import Signer
+
+__all__ = ["BATCH", "FAMILIES", "DemoSummary", "demo_key", "seed_demo"]
+
+BATCH = 200
+FAMILIES = ("steel", "nonferrous", "paper", "plastics", "tyres", "batteries")
+
+_DAY_OPENS = time(0, 30)  # 08:30 China Standard Time
+_STEP = timedelta(seconds=90)  # between two records of one day
+_KG = 1000
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """What :func:`seed_demo` wrote.
+
+    ``records``: records submitted (every one appended); ``orgs``: the
+    organisations it registered; ``lots``: lots it created (a voided lot
+    counts: it stays in the ledger with status ``void``); ``by_family``:
+    grams collected per family, i.e. post-consumer lots weighed in by
+    collectors plus end-of-life battery packs handed to the recycler.
+    """
+
+    records: int
+    orgs: list[str]
+    lots: int
+    by_family: dict[str, int]
+
+
+def demo_key(seed: int, org: str) -> Ed25519PrivateKey:
+    """The demo's private key of ``org`` for ``seed``."""
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"{seed}:{org}".encode()).digest())
+
+
+def seed_demo(
+    store: Store, operator: Signer, *, months: int = 6, seed: int = 2026, start: str = "2026-05-01"
+) -> DemoSummary:
+    """Register the demo network and record ``months`` of flows from ``start`` (a date, UTC).
+
+    ``operator`` signs the registrations; every other record is signed by its
+    organisation's key (see :func:`demo_key`). Raises :class:`ValueError` if
+    the period does not end by today, and :class:`RuntimeError` naming the
+    record and the refusal if the ledger refuses any record (the batch it
+    was in is not written; earlier batches are).
+    """
+    if months < 1:
+        raise ValueError("months must be at least 1")
+    first = date.fromisoformat(start)
+    end = _add_months(first, months)
+    if datetime.combine(end, time(), UTC) > datetime.now(UTC):
+        raise ValueError(
+            f"a {months}-month demo from {first} runs until {end}, which is in the future; "
+            "records may not be dated ahead of the ledger's clock: choose an earlier start "
+            "or fewer months"
+        )
+    demo = _Demo(store, operator, seed, first, end)
+    demo.run()
+    return demo.summary()
+
+
+# --- the network ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Org:
+    id: str
+    name: str
+    roles: tuple[str, ...]
+    region: str
+
+
+GD_COLLECTOR_1 = "org:gd-collector-1"
+GD_COLLECTOR_2 = "org:gd-collector-2"
+GX_COLLECTOR_1 = "org:gx-collector-1"
+GX_COLLECTOR_2 = "org:gx-collector-2"
+PROCESSOR = "org:gd-scrap-processor"
+STEEL_MILL = "org:baosteel-demo"
+PAPER_MILL = "org:hn-board-mill"
+PLASTICS = "org:gd-pet-recycler"
+TYRES = "org:gd-tyre-recycler"
+BATTERIES = "org:gd-battery-recycler"
+AUTOMAKER = "org:gz-automaker-demo"
+REGULATOR = "org:gd-eco-regulator"
+
+_ORGS = (
+    _Org(GD_COLLECTOR_1, "Guangzhou Baiyun Renewable Resources (demo)", ("collector",), "CN-GD"),
+    _Org(GD_COLLECTOR_2, "Shenzhen Longgang Recycling Station (demo)", ("collector",), "CN-GD"),
+    _Org(GX_COLLECTOR_1, "Nanning Scrap Collection (demo)", ("collector",), "CN-GX"),
+    _Org(GX_COLLECTOR_2, "Liuzhou End-of-Life Vehicle Recovery (demo)", ("collector",), "CN-GX"),
+    _Org(PROCESSOR, "Foshan Metal Scrap Processing (demo)", ("processor",), "CN-GD"),
+    _Org(STEEL_MILL, "Zhanjiang Steel Works (demo)", ("manufacturer", "recycler"), "CN-GD"),
+    _Org(PAPER_MILL, "Yueyang Board Mill (demo)", ("recycler", "manufacturer"), "CN-HN"),
+    _Org(PLASTICS, "Dongguan PET Recycling (demo)", ("recycler",), "CN-GD"),
+    _Org(TYRES, "Qingyuan Tyre Recycling (demo)", ("recycler",), "CN-GD"),
+    _Org(BATTERIES, "Zhaoqing Battery Recycling (demo)", ("recycler",), "CN-GD"),
+    _Org(AUTOMAKER, "Guangzhou Motors (demo)", ("producer", "manufacturer"), "CN-GD"),
+    _Org(REGULATOR, "Guangdong Ecology and Environment Dept. (demo)", ("regulator",), "CN-GD"),
+)
+
+# What each collector weighs in: (material, relative frequency).
+_PORTFOLIO: dict[str, tuple[tuple[str, int], ...]] = {
+    GD_COLLECTOR_1: (
+        ("steel.hms1", 4),
+        ("steel.hms2", 2),
+        ("nonferrous.cu_no2", 1),
+        ("nonferrous.al_ubc", 1),
+        ("paper.occ", 3),
+    ),
+    GD_COLLECTOR_2: (
+        ("paper.occ", 4),
+        ("plastics.pet", 3),
+        ("plastics.mixed", 1),
+        ("nonferrous.al_ubc", 1),
+        ("batteries.li_ion.nmc", 1),
+    ),
+    GX_COLLECTOR_1: (
+        ("tyres.elt", 3),
+        ("steel.hms1", 3),
+        ("paper.occ", 2),
+        ("plastics.pet", 1),
+    ),
+    GX_COLLECTOR_2: (
+        ("steel.hms2", 3),
+        ("tyres.elt", 2),
+        ("batteries.li_ion.nmc", 1),
+        ("nonferrous.cu_no2", 1),
+        ("nonferrous.al_ubc", 1),
+    ),
+}
+# A collected lot's mass in kg, (min, max).
+_LOT_KG = {
+    "steel.hms1": (6_000, 34_000),
+    "steel.hms2": (4_000, 22_000),
+    "nonferrous.cu_no2": (150, 900),
+    "nonferrous.al_ubc": (500, 3_000),
+    "paper.occ": (3_000, 18_000),
+    "plastics.pet": (1_000, 6_000),
+    "plastics.mixed": (800, 4_000),
+    "tyres.elt": (3_000, 14_000),
+    "batteries.li_ion.nmc": (300, 1_800),
+}
+# One truckload, kg: heavier lots are split before they are shipped.
+_TRUCK_KG = {"steel": 25_000, "paper": 12_000, "tyres": 10_000}
+_DESTINATION = {
+    "steel.hms1": STEEL_MILL,
+    "steel.hms2": PROCESSOR,
+    "nonferrous.cu_no2": PROCESSOR,
+    "nonferrous.al_ubc": PROCESSOR,
+    "paper.occ": PAPER_MILL,
+    "plastics.pet": PLASTICS,
+    "plastics.mixed": PLASTICS,
+    "tyres.elt": TYRES,
+    "batteries.li_ion.nmc": BATTERIES,
+}
+# The largest transit loss (weighbridge difference, moisture), per mille of the declared mass.
+_TRANSIT_LOSS_PERMILLE = {
+    "steel": 5,
+    "nonferrous": 3,
+    "paper": 25,
+    "plastics": 10,
+    "tyres": 8,
+    "batteries": 0,
+}
+_PACK_KG = (420, 520)
+
+
+def _add_months(d: date, months: int) -> date:
+    month0 = d.month - 1 + months
+    year, month = d.year + month0 // 12, month0 % 12 + 1
+    return date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
+
+
+def _family(material: str) -> str:
+    return material.split(".", 1)[0]
+
+
+def _scaled(elements: dict[str, int], part: int, whole: int) -> dict[str, int]:
+    """Element content of ``part`` of ``whole`` grams (floor, as the ledger does)."""
+    if part == whole or not elements:
+        return dict(elements)
+    return {k: v * part // whole for k, v in elements.items() if v * part // whole}
+
+
+def _fit(elements: dict[str, int], mass_g: int) -> dict[str, int]:
+    """Drop empty entries; scale down so the elements never add up to more than the mass."""
+    elements = {k: v for k, v in elements.items() if v > 0}
+    total = sum(elements.values())
+    if total > mass_g:
+        elements = {k: v * mass_g // total for k, v in elements.items() if v * mass_g // total}
+    return elements
+
+
+# --- the simulation ---------------------------------------------------------------
+
+
+@dataclass
+class _Lot:
+    """The client's picture of a lot: enough to write valid records about it."""
+
+    id: str
+    material: str
+    custodian: str
+    remaining_g: int
+    elements: dict[str, int]
+    units: tuple[str, ...] = ()
+    status: str = "active"
+    to: str | None = None  # in transit to
+    since: date | None = None  # the day it got its current status
+
+
+@dataclass
+class _Output:
+    material: str
+    mass_g: int
+    elements: dict[str, int] = field(default_factory=dict)
+
+
+class _Demo:
+    def __init__(self, store: Store, operator: Signer, seed: int, first: date, end: date) -> None:
+        self.store = store
+        self.operator = operator
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.first = first
+        self.end = end
+        self.day = first
+        self.tick = 0
+        self.taxonomy = default_taxonomy()
+        self.signers = {o.id: Signer(o.id, demo_key(seed, o.id)) for o in _ORGS}
+        self.signers[operator.actor] = operator
+        self.heads: dict[str, str] = {}
+        self.lots: dict[str, _Lot] = {}
+        # custodian -> material -> lot ids held (a dict as an ordered set)
+        self.held: dict[str, dict[str, dict[str, None]]] = {}
+        self.graded: set[str] = set()  # lots already sorted or baled: not fed back in
+        self.in_transit: list[_Lot] = []
+        self.pending: list[tuple[Signed, str, str, str]] = []  # record, hash, type, actor
+        self.submitted = 0
+        self.counter = 0
+        self.lot_numbers: dict[str, int] = {}
+        self.pack_serial = 0
+        self.collected = dict.fromkeys(FAMILIES, 0)
+
+    # --- records ---------------------------------------------------------------
+
+    def _at(self) -> datetime:
+        when = datetime.combine(self.day, _DAY_OPENS, UTC) + self.tick * _STEP
+        self.tick += 1
+        return when
+
+    def _record_id(self, when: datetime) -> str:
+        self.counter += 1
+        ms = int(when.timestamp() * 1000)
+        tail = hashlib.sha256(f"{self.seed}:record:{self.counter}".encode()).digest()[:10]
+        return str(ULID.from_bytes(ms.to_bytes(6, "big") + tail))
+
+    def _emit(
+        self,
+        actor: str,
+        rtype: str,
+        body: dict[str, Any],
+        spends: Sequence[str] = (),
+        creates: Sequence[str] = (),
+    ) -> str:
+        """Sign a record; it becomes the head of every lot it ``spends`` or ``creates``."""
+        when = self._at()
+        parents = {lot: self.heads[lot] for lot in spends}
+        signed = self.signers[actor].record(
+            rtype,
+            body,
+            parents,
+            record_id=self._record_id(when),
+            at=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        text = signed.envelope
+        digest = record_hash(text.encode("utf-8") if isinstance(text, str) else text)
+        for lot in (*spends, *creates):
+            self.heads[lot] = digest
+        self.pending.append((signed, digest, rtype, actor))
+        if len(self.pending) >= BATCH:
+            self._flush()
+        return digest
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        results = self.store.append([signed for signed, *_ in batch], atomic=True)
+        refusals = [
+            (item, r)
+            for item, r in zip(batch, results, strict=True)
+            if isinstance(r, RecordRefused) and r.code != "batch.aborted"
+        ]
+        for (_, digest, rtype, actor), result in zip(batch, results, strict=True):
+            if isinstance(result, Appended) and result.hash != digest:
+                raise RuntimeError(
+                    f"the ledger hashed the demo's {rtype} record by {actor} as {result.hash}, "
+                    f"the demo as {digest}: its lot heads would be wrong"
+                )
+        if refusals or not all(isinstance(r, Appended) for r in results):
+            if refusals:
+                (_, _, rtype, actor), refusal = refusals[0]
+                why = f"its {rtype} record signed by {actor} was refused: {refusal}"
+            else:
+                why = "the batch was aborted"
+            raise RuntimeError(
+                f"the demo could not seed the ledger: {why} "
+                f"(the batch of {len(batch)} records after the first {self.submitted} "
+                "was not written)"
+            )
+        self.submitted += len(batch)
+
+    def _new_lot_id(self, org: str) -> str:
+        n = self.lot_numbers.get(org, 0) + 1
+        self.lot_numbers[org] = n
+        return f"lot:{org.removeprefix('org:')}:{n:05d}"
+
+    def _hold(self, lot: _Lot) -> None:
+        self.lots[lot.id] = lot
+        self.held.setdefault(lot.custodian, {}).setdefault(lot.material, {})[lot.id] = None
+
+    def _release(self, lot: _Lot) -> None:
+        self.held.get(lot.custodian, {}).get(lot.material, {}).pop(lot.id, None)
+
+    def stock(self, org: str, material: str, *, graded: bool | None = None) -> list[_Lot]:
+        """Lots of ``material`` that ``org`` holds, oldest first."""
+        lots = [self.lots[i] for i in self.held.get(org, {}).get(material, {})]
+        if graded is None:
+            return lots
+        return [lot for lot in lots if (lot.id in self.graded) == graded]
+
+    def typical(self, material: str, mass_g: int) -> dict[str, int]:
+        """Element content at the middle of the taxonomy's typical range."""
+        entry = self.taxonomy.material(material)
+        if entry is None:
+            raise ValueError(f"{material} is not in the taxonomy")
+        return _fit(
+            {k: (lo + hi) // 2 * mass_g // 1_000_000 for k, (lo, hi) in entry.elements.items()},
+            mass_g,
+        )
+
+    def create(
+        self,
+        org: str,
+        material: str,
+        mass_g: int,
+        origin: str,
+        *,
+        elements: dict[str, int] | None = None,
+        units: Sequence[str] = (),
+    ) -> _Lot:
+        lot = _Lot(self._new_lot_id(org), material, org, mass_g, {}, tuple(units), since=self.day)
+        lot.elements = (
+            self.typical(material, mass_g) if elements is None else _fit(elements, mass_g)
+        )
+        body: dict[str, Any] = {
+            "lot": lot.id,
+            "material": material,
+            "mass_g": mass_g,
+            "origin": origin,
+        }
+        if lot.elements:
+            body["elements"] = lot.elements
+        if units:
+            body["units"] = list(units)
+        self._emit(org, "create", body, creates=[lot.id])
+        self._hold(lot)
+        return lot
+
+    def transfer(self, lot: _Lot, to: str) -> None:
+        body = {"lot": lot.id, "to": to, "mass_g": lot.remaining_g}
+        self._emit(lot.custodian, "transfer", body, spends=[lot.id])
+        self._release(lot)
+        lot.to = to
+        self.in_transit.append(lot)
+
+    def receive(self, lot: _Lot) -> None:
+        assert lot.to is not None
+        declared = lot.remaining_g
+        worst = declared * _TRANSIT_LOSS_PERMILLE[_family(lot.material)] // 1000
+        loss = self.rng.randint(0, worst) if worst and self.rng.random() < 0.7 else 0
+        weighed = declared - loss
+        self._emit(lot.to, "receive", {"lot": lot.id, "mass_g": weighed}, spends=[lot.id])
+        lot.elements = _scaled(lot.elements, weighed, declared)
+        lot.remaining_g, lot.custodian, lot.to, lot.since = weighed, lot.to, None, self.day
+        self._hold(lot)
+
+    def split(self, lot: _Lot, masses: Sequence[int]) -> list[_Lot]:
+        assert sum(masses) == lot.remaining_g
+        parts = [
+            _Lot(
+                self._new_lot_id(lot.custodian), lot.material, lot.custodian, m, {}, since=self.day
+            )
+            for m in masses
+        ]
+        body = {"lot": lot.id, "parts": [{"lot": p.id, "mass_g": p.remaining_g} for p in parts]}
+        self._emit(lot.custodian, "split", body, spends=[lot.id], creates=[p.id for p in parts])
+        shares = {k: apportion(v, list(masses)) for k, v in lot.elements.items()}
+        for i, part in enumerate(parts):
+            part.elements = {k: s[i] for k, s in shares.items() if s[i]}
+            if lot.id in self.graded:
+                self.graded.add(part.id)
+            self._hold(part)
+        self._consumed(lot)
+        return parts
+
+    def merge(self, lots: Sequence[_Lot]) -> _Lot:
+        org = lots[0].custodian
+        into = _Lot(
+            self._new_lot_id(org),
+            lots[0].material,
+            org,
+            sum(x.remaining_g for x in lots),
+            {},
+            tuple(u for x in lots for u in x.units),
+            since=self.day,
+        )
+        for x in lots:
+            for k, v in x.elements.items():
+                into.elements[k] = into.elements.get(k, 0) + v
+        body = {"lots": [x.id for x in lots], "into": into.id}
+        self._emit(org, "merge", body, spends=[x.id for x in lots], creates=[into.id])
+        if all(x.id in self.graded for x in lots):
+            self.graded.add(into.id)
+        for x in lots:
+            self._consumed(x)
+        self._hold(into)
+        return into
+
+    def transform(
+        self, process: str, inputs: Sequence[tuple[_Lot, int]], outputs: Sequence[_Output]
+    ) -> list[_Lot]:
+        org = inputs[0][0].custodian
+        outputs = [o for o in outputs if o.mass_g > 0]
+        loss = sum(m for _, m in inputs) - sum(o.mass_g for o in outputs)
+        assert loss >= 0, f"{process}: outputs exceed inputs"
+        made = [
+            _Lot(
+                self._new_lot_id(org),
+                o.material,
+                org,
+                o.mass_g,
+                _fit(o.elements, o.mass_g),
+                since=self.day,
+            )
+            for o in outputs
+        ]
+        body = {
+            "process": process,
+            "inputs": [{"lot": lot.id, "mass_g": m} for lot, m in inputs],
+            "outputs": [
+                {"lot": x.id, "material": x.material, "mass_g": x.remaining_g}
+                | ({"elements": x.elements} if x.elements else {})
+                for x in made
+            ],
+            "loss_g": loss,
+        }
+        self._emit(
+            org,
+            "transform",
+            body,
+            spends=[lot.id for lot, _ in inputs],
+            creates=[x.id for x in made],
+        )
+        for lot, m in inputs:
+            left = lot.remaining_g - m
+            lot.elements = _scaled(lot.elements, left, lot.remaining_g)
+            lot.remaining_g = left
+            if not left:
+                self._consumed(lot)
+        for x in made:
+            self._hold(x)
+        return made
+
+    def status(self, lot: _Lot, status: str, note: str | None = None) -> None:
+        body = {"lot": lot.id, "status": status} | ({"note": note} if note else {})
+        self._emit(lot.custodian, "status", body, spends=[lot.id])
+        lot.status, lot.since = status, self.day
+
+    def dispose(self, lot: _Lot, method: str) -> None:
+        body = {"lot": lot.id, "mass_g": lot.remaining_g, "method": method}
+        self._emit(lot.custodian, "dispose", body, spends=[lot.id])
+        lot.remaining_g, lot.elements = 0, {}
+        self._consumed(lot)
+
+    def _consumed(self, lot: _Lot) -> None:
+        self._release(lot)
+        lot.remaining_g, lot.elements, lot.status = 0, {}, "consumed"
+
+    # --- helpers for processing -------------------------------------------------
+
+    def pool(self, inputs: Sequence[tuple[_Lot, int]]) -> dict[str, int]:
+        """The element content of what ``inputs`` spend."""
+        total: dict[str, int] = {}
+        for lot, m in inputs:
+            left = _scaled(lot.elements, lot.remaining_g - m, lot.remaining_g)
+            for k, v in lot.elements.items():
+                total[k] = total.get(k, 0) + v - left.get(k, 0)
+        return total
+
+    def draw(self, org: str, material: str, need_g: int) -> list[tuple[_Lot, int]]:
+        """Up to ``need_g`` of ``org``'s stock of ``material``, oldest lots first."""
+        taken: list[tuple[_Lot, int]] = []
+        for lot in self.stock(org, material):
+            if need_g <= 0:
+                break
+            take = min(need_g, lot.remaining_g)
+            taken.append((lot, take))
+            need_g -= take
+        return taken
+
+    def share(self, mass_g: int, lo: int, hi: int) -> int:
+        """A part of ``mass_g`` between ``lo`` and ``hi`` per mille."""
+        return mass_g * self.rng.randint(lo, hi) // 1000
+
+    def run_process(
+        self,
+        process: str,
+        inputs: Sequence[tuple[_Lot, int]],
+        plan: Sequence[tuple[str, int, int, dict[str, int]]],
+    ) -> list[_Lot]:
+        """Transform ``inputs`` by ``plan``: (material, yield per mille lo, hi, element carry
+        per mille of the inputs' content); the rest is the process loss."""
+        total = sum(m for _, m in inputs)
+        pool = self.pool(inputs)
+        outputs = []
+        for material, lo, hi, carry in plan:
+            mass = self.share(total, lo, hi)
+            elements = {k: pool.get(k, 0) * c // 1000 for k, c in carry.items()}
+            outputs.append(_Output(material, mass, elements))
+        return self.transform(process, inputs, outputs)
+
+    # --- the calendar ------------------------------------------------------------
+
+    def run(self) -> None:
+        self._admit_all()
+        self._opening_stock()
+        day = self.first
+        while day < self.end:
+            if day != self.day:
+                self.day, self.tick = day, 0
+            self._deliveries()
+            if day.day == 1 and day != self.first:
+                self._month_start()
+            self._collect()
+            self._processor()
+            self._steel_mill()
+            self._board_mill()
+            self._plastics()
+            self._tyres()
+            self._automaker()
+            self._battery_recycler()
+            if (day - self.first).days == 9:
+                self._duplicate_and_void()
+            day += timedelta(days=1)
+        self._flush()
+
+    def _admit_all(self) -> None:
+        """``org.register`` + ``key.add`` for each organisation (as producers.bootstrap.admit
+        writes them, with the demo's own record ids and times)."""
+        for org in _ORGS:
+            public = self.signers[org.id].public_key
+            body = {"org": org.id, "name": org.name, "roles": list(org.roles), "region": org.region}
+            self._emit(self.operator.actor, "org.register", body)
+            self._emit(self.operator.actor, "key.add", {"org": org.id, "public_key": public})
+
+    def _opening_stock(self) -> None:
+        # Fleet packs in service since 2019-2021, and the mills' virgin stock.
+        for i in range(8):
+            lot = self._packs(self.rng.randint(3, 6), made=2019 + i % 3)
+            self.status(lot, "placed_on_market", "fleet packs sold to the Guangzhou taxi fleet")
+            self.status(lot, "in_use")
+        self._month_start()
+
+    def _month_start(self) -> None:
+        # The mills' monthly deliveries of virgin material.
+        self.create(STEEL_MILL, "steel.pig_iron", self.rng.randint(150, 250) * 1000 * _KG, "virgin")
+        self.create(
+            PAPER_MILL, "paper.pulp_virgin", self.rng.randint(25, 45) * 1000 * _KG, "virgin"
+        )
+        for lot in list(self.stock(AUTOMAKER, "batteries.pack")):
+            if lot.status == "placed_on_market":
+                self.status(lot, "in_use")
+        for _ in range(2):
+            lot = self._packs(self.rng.randint(4, 8), made=self.day.year)
+            self.status(lot, "placed_on_market")
+        # The processor merges each graded non-ferrous stock into one shipment lot.
+        for material in (
+            "nonferrous.al_ubc",
+            "nonferrous.al_cast",
+            "nonferrous.cu_bright",
+            "nonferrous.brass",
+            "nonferrous.cu_no2",
+        ):
+            lots = self.stock(PROCESSOR, material, graded=True)
+            if len(lots) >= 2:
+                self.merge(lots)
+        pp = self.stock(PLASTICS, "plastics.pp")
+        if len(pp) >= 2:
+            self.merge(pp)
+        # The tyre recycler ships its steel wire to the mill and sends fibre to energy recovery.
+        wire = self.stock(TYRES, "tyres.steel_wire")
+        if wire:
+            self._ship(self.merge(wire) if len(wire) > 1 else wire[0], STEEL_MILL)
+        fibre = self.stock(TYRES, "tyres.textile_fibre")
+        if fibre:
+            lot = self.merge(fibre) if len(fibre) > 1 else fibre[0]
+            self.dispose(lot, "energy_recovery" if self.day.month % 2 else "incineration")
+        residue = self.stock(PLASTICS, "plastics.mixed", graded=True)
+        if residue:
+            lot = self.merge(residue) if len(residue) > 1 else residue[0]
+            self.dispose(lot, "incineration" if self.day.month % 2 else "landfill")
+
+    def _packs(self, count: int, *, made: int) -> _Lot:
+        codes, mass = [], 0
+        for _ in range(count):
+            self.pack_serial += 1
+            serial = (self.seed % 10_000) * 10**9 + self.pack_serial
+            # 24 characters: maker, pack, NMC, model, year, month, serial.
+            codes.append(f"GZMPN07{made % 100:02d}{self.rng.randint(1, 12):02d}{serial:013d}")
+            mass += self.rng.randint(*_PACK_KG) * _KG
+        return self.create(AUTOMAKER, "batteries.pack", mass, "virgin", units=codes)
+
+    def _deliveries(self) -> None:
+        arriving = [
+            lot for lot in self.in_transit if lot.since is not None and lot.since < self.day
+        ]
+        self.in_transit = [lot for lot in self.in_transit if lot not in arriving]
+        for lot in arriving:
+            self.receive(lot)
+            if lot.material == "batteries.pack":
+                self.status(
+                    lot, "awaiting_treatment", "end-of-life packs from the automaker's take-back"
+                )
+
+    def _ship(self, lot: _Lot, to: str) -> None:
+        lot.since = self.day
+        self.transfer(lot, to)
+
+    # --- collectors -----------------------------------------------------------------
+
+    def _collect(self) -> None:
+        if self.day.weekday() == 6:  # Sunday
+            return
+        for org, portfolio in _PORTFOLIO.items():
+            materials = [m for m, _ in portfolio]
+            weights = [w for _, w in portfolio]
+            for _ in range(self.rng.choices((1, 2, 3), (5, 4, 1))[0]):
+                material = self.rng.choices(materials, weights)[0]
+                lo, hi = _LOT_KG[material]
+                lot = self.create(org, material, self.rng.randint(lo, hi) * _KG, "post_consumer")
+                self.collected[_family(material)] += lot.remaining_g
+                if material == "plastics.mixed" and self.rng.random() < 0.08:
+                    self.dispose(lot, "landfill")  # too contaminated to sort
+                    continue
+                truck = _TRUCK_KG.get(_family(material))
+                loads = [lot]
+                if truck and lot.remaining_g > truck * _KG:
+                    n = -(-lot.remaining_g // (truck * _KG))
+                    loads = self.split(lot, apportion(lot.remaining_g, [1] * n))
+                for load in loads:
+                    self._ship(load, _DESTINATION[material])
+
+    # --- the processors and mills -------------------------------------------------------
+
+    def _processor(self) -> None:
+        wd = self.day.weekday()
+        hulks = self.stock(PROCESSOR, "steel.hms2")
+        if wd in (1, 4) and hulks:
+            self.run_process(
+                "shredding",
+                [(x, x.remaining_g) for x in hulks],
+                [
+                    ("steel.shredded", 700, 760, {"Fe": 980, "Cu": 300}),
+                    ("nonferrous.al_cast", 40, 60, {}),
+                    ("nonferrous.cu_no2", 8, 15, {"Cu": 500}),
+                ],
+            )
+        copper = self.stock(PROCESSOR, "nonferrous.cu_no2", graded=False)
+        if wd == 2 and copper:
+            made = self.run_process(
+                "sorting",
+                [(x, x.remaining_g) for x in copper],
+                [
+                    ("nonferrous.cu_bright", 250, 350, {"Cu": 330}),
+                    ("nonferrous.brass", 80, 120, {"Cu": 60}),
+                    ("nonferrous.cu_no2", 450, 500, {"Cu": 590}),
+                ],
+            )
+            self.graded.update(x.id for x in made)
+        cans = self.stock(PROCESSOR, "nonferrous.al_ubc", graded=False)
+        if wd == 5 and cans:
+            made = self.run_process(
+                "baling",
+                [(x, x.remaining_g) for x in cans],
+                [("nonferrous.al_ubc", 993, 998, {"Al": 995, "Mn": 995})],
+            )
+            self.graded.update(x.id for x in made)
+        for x in self.stock(PROCESSOR, "nonferrous.al_cast"):
+            self.graded.add(x.id)
+        if wd == 3:
+            for x in self.stock(PROCESSOR, "steel.shredded"):
+                self._ship(x, STEEL_MILL)
+
+    def _steel_mill(self) -> None:
+        wd = self.day.weekday()
+        if wd in (0, 2, 4):
+            scrap = [
+                *self.stock(STEEL_MILL, "steel.hms1"),
+                *self.stock(STEEL_MILL, "steel.shredded"),
+                *self.stock(STEEL_MILL, "tyres.steel_wire"),
+            ]
+            total = sum(x.remaining_g for x in scrap)
+            if total >= 40_000 * _KG:
+                inputs = [(x, x.remaining_g) for x in scrap]
+                inputs += self.draw(STEEL_MILL, "steel.pig_iron", self.share(total, 150, 250))
+                self.run_process("melting", inputs, [("steel.billet", 880, 920, {"Fe": 930})])
+        if wd == 5:
+            billets = self.stock(STEEL_MILL, "steel.billet", graded=False)
+            if billets and self.rng.random() < 0.3:
+                # A part of the largest cast is kept back, to be sold as billet.
+                big = max(billets, key=lambda x: x.remaining_g)
+                kept = self.share(big.remaining_g, 200, 350)
+                rolled, sold = self.split(big, [big.remaining_g - kept, kept])
+                self.graded.add(sold.id)
+                billets = [x for x in billets if x is not big] + [rolled]
+            if billets:
+                self.run_process(
+                    "manufacturing",
+                    [(x, x.remaining_g) for x in billets],
+                    [("steel.rebar", 960, 980, {"Fe": 990})],
+                )
+
+    def _board_mill(self) -> None:
+        wd = self.day.weekday()
+        occ = self.stock(PAPER_MILL, "paper.occ")
+        if wd in (1, 5) and occ:
+            self.run_process(
+                "pulping",
+                [(x, x.remaining_g) for x in occ],
+                [("paper.pulp_recycled", 820, 880, {})],
+            )
+        pulp = self.stock(PAPER_MILL, "paper.pulp_recycled")
+        if wd in (2, 6) and pulp:
+            inputs = [(x, x.remaining_g) for x in pulp]
+            need = self.share(sum(m for _, m in inputs), 80, 120)
+            inputs += self.draw(PAPER_MILL, "paper.pulp_virgin", need)
+            self.run_process("papermaking", inputs, [("paper.testliner", 950, 975, {})])
+
+    def _plastics(self) -> None:
+        wd = self.day.weekday()
+        pet = self.stock(PLASTICS, "plastics.pet")
+        if wd in (0, 3) and pet:
+            self.run_process(
+                "washing_flaking",
+                [(x, x.remaining_g) for x in pet],
+                [("plastics.pet_flake", 720, 780, {}), ("plastics.pp", 60, 90, {})],
+            )
+        flake = self.stock(PLASTICS, "plastics.pet_flake")
+        if wd == 4 and flake:
+            self.run_process(
+                "pelletising",
+                [(x, x.remaining_g) for x in flake],
+                [("plastics.rpet_pellet", 960, 980, {})],
+            )
+        mixed = self.stock(PLASTICS, "plastics.mixed", graded=False)
+        if wd == 2 and mixed:
+            made = self.run_process(
+                "sorting",
+                [(x, x.remaining_g) for x in mixed],
+                [
+                    ("plastics.hdpe", 250, 300, {}),
+                    ("plastics.pp", 150, 200, {}),
+                    ("plastics.mixed", 400, 470, {}),
+                ],
+            )
+            self.graded.update(x.id for x in made if x.material == "plastics.mixed")
+        hdpe = self.stock(PLASTICS, "plastics.hdpe")
+        if wd == 5 and hdpe:
+            self.run_process(
+                "pelletising",
+                [(x, x.remaining_g) for x in hdpe],
+                [("plastics.hdpe_pellet", 950, 980, {})],
+            )
+
+    def _tyres(self) -> None:
+        elt = self.stock(TYRES, "tyres.elt")
+        if self.day.weekday() in (1, 4) and elt:
+            self.run_process(
+                "granulating",
+                [(x, x.remaining_g) for x in elt],
+                [
+                    ("tyres.crumb", 660, 700, {"Zn": 900}),
+                    ("tyres.steel_wire", 140, 170, {"Fe": 950}),
+                    ("tyres.textile_fibre", 90, 120, {}),
+                ],
+            )
+
+    # --- batteries ----------------------------------------------------------------------
+
+    def _automaker(self) -> None:
+        index = (self.day - self.first).days
+        in_use = [x for x in self.stock(AUTOMAKER, "batteries.pack") if x.status == "in_use"]
+        if index == 20 and in_use:
+            self.status(
+                in_use.pop(), "second_life", "repurposed as stationary storage at the Huadu depot"
+            )
+        if index % 14 == 2 and in_use:
+            lot = in_use[0]
+            self.status(lot, "retired", "state of health below 70 %")
+            self.collected["batteries"] += lot.remaining_g
+            self._ship(lot, BATTERIES)
+
+    def _battery_recycler(self) -> None:
+        wd = self.day.weekday()
+        packs = [x for x in self.stock(BATTERIES, "batteries.pack") if x.since != self.day]
+        if wd == 0 and packs:
+            self.run_process(
+                "dismantling",
+                [(x, x.remaining_g) for x in packs],
+                [
+                    (
+                        "batteries.li_ion.module",
+                        600,
+                        650,
+                        {"Co": 1000, "Ni": 1000, "Li": 1000, "Mn": 1000, "Cu": 600, "Al": 250},
+                    ),
+                    ("nonferrous.al_cast", 120, 150, {"Al": 700}),
+                    ("steel.hms2", 70, 90, {"Fe": 900}),
+                    ("nonferrous.cu_no2", 20, 30, {"Cu": 300}),
+                ],
+            )
+        cells = [
+            *self.stock(BATTERIES, "batteries.li_ion.module"),
+            *self.stock(BATTERIES, "batteries.li_ion.nmc"),
+        ]
+        if wd == 2 and cells:
+            self.run_process(
+                "mechanical",
+                [(x, x.remaining_g) for x in cells],
+                [
+                    (
+                        "batteries.black_mass",
+                        400,
+                        450,
+                        {"Co": 950, "Ni": 950, "Li": 930, "Mn": 950, "C": 700, "Cu": 50, "Al": 30},
+                    ),
+                    ("nonferrous.cu_no2", 80, 100, {"Cu": 800}),
+                ],
+            )
+        if wd == 3:
+            for material in ("steel.hms2", "nonferrous.al_cast", "nonferrous.cu_no2"):
+                for x in self.stock(BATTERIES, material):
+                    self._ship(x, PROCESSOR)
+        black = self.stock(BATTERIES, "batteries.black_mass")
+        if self.day.day == 15 and black:
+            campaign = self.merge(black) if len(black) > 1 else black[0]
+            self._hydrometallurgy(campaign)
+
+    def _hydrometallurgy(self, lot: _Lot) -> None:
+        """Leach, purify and crystallise; the outputs carry their stoichiometric element content.
+
+        The ledger takes no reagents as inputs, so the salts (hydrated, heavier
+        than the metal they carry) must weigh less than the black mass: the
+        recovered element masses are scaled down to fit.
+        """
+        recovery = {"Co": 920, "Ni": 920, "Li": 850, "Mn": 900}
+        products = {
+            "Co": "elements.cobalt_sulfate",
+            "Ni": "elements.nickel_sulfate",
+            "Li": "elements.lithium_carbonate",
+            "Mn": "elements.manganese_sulfate",
+        }
+        salts: dict[str, int] = {}
+        for symbol, material in products.items():
+            entry = self.taxonomy.material(material)
+            assert entry is not None and entry.element_g_per_t
+            metal = lot.elements.get(symbol, 0) * recovery[symbol] // 1000
+            salts[material] = metal * 1_000_000 // entry.element_g_per_t
+        cap = self.share(lot.remaining_g, 860, 920)
+        total = sum(salts.values())
+        outputs = []
+        for material, mass in salts.items():
+            mass = mass * cap // total if total > cap else mass
+            entry = self.taxonomy.material(material)
+            assert entry is not None and entry.element is not None and entry.element_g_per_t
+            outputs.append(
+                _Output(material, mass, {entry.element: mass * entry.element_g_per_t // 1_000_000})
+            )
+        made = self.transform("hydrometallurgy", [(lot, lot.remaining_g)], outputs)
+        nickel = next((x for x in made if x.material == "elements.nickel_sulfate"), None)
+        if nickel is not None and nickel.remaining_g > 2:
+            first = self.share(nickel.remaining_g, 400, 600)
+            self.split(nickel, [first, nickel.remaining_g - first])  # two customers' deliveries
+
+    # --- the mistake ------------------------------------------------------------------------
+
+    def _duplicate_and_void(self) -> None:
+        """gd-collector-1 enters a weighbridge ticket twice; the regulator's audit voids the copy."""
+        original = self.create(GD_COLLECTOR_1, "steel.hms1", 18_460 * _KG, "post_consumer")
+        self.collected["steel"] += original.remaining_g
+        duplicate = self.create(GD_COLLECTOR_1, "steel.hms1", 18_460 * _KG, "post_consumer")
+        reason = f"duplicate entry of the weighbridge ticket already recorded as {original.id}"
+        self._emit(
+            REGULATOR,
+            "void",
+            {"record": self.heads[duplicate.id], "reason": reason},
+            spends=[duplicate.id],
+        )
+        self._release(duplicate)
+        duplicate.remaining_g, duplicate.elements, duplicate.status = 0, {}, "void"
+        self._ship(original, STEEL_MILL)
+
+    # --- the result ---------------------------------------------------------------------------
+
+    def summary(self) -> DemoSummary:
+        return DemoSummary(
+            records=self.submitted,
+            orgs=[o.id for o in _ORGS],
+            lots=len(self.lots),
+            by_family=dict(self.collected),
+        )
