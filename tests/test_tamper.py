@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 from alembic.script import ScriptDirectory
 from conftest import World, make_world
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from postgres_server import create_database, drop_database
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.engine import Connection
@@ -511,3 +513,24 @@ def test_a_tampered_org_key_or_edge_row_is_named(ledger: Ledger, case: str) -> N
     rebuild(ledger.world.store)
     assert ledger.verify().ok
     assert ledger.world.store.projection_rows() == before
+
+
+# --- any byte ------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_changed_byte_of_any_record_is_named(ledger: Ledger, data: st.DataObject) -> None:
+    """Change any byte of any stored record to any other value: verify names that seq."""
+    rec = data.draw(st.sampled_from(ledger.originals), label="record")
+    pos = data.draw(st.integers(0, len(rec.canonical) - 1), label="position")
+    value = data.draw(st.integers(0, 255).filter(lambda v: v != rec.canonical[pos]), label="byte")
+    changed = rec.canonical[:pos] + bytes([value]) + rec.canonical[pos + 1 :]
+    with around_triggers(ledger.engine) as conn:
+        set_columns(conn, rec.seq, canonical=changed)
+    try:
+        report = ledger.verify()
+    finally:
+        restore(ledger)
+    assert not report.ok
+    assert report.bad_seq == rec.seq, report
