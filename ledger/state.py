@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 # Lot statuses the ledger itself manages; a lot in any other (lifecycle)
@@ -55,16 +55,36 @@ class Lot:
         return self.status not in NOT_HELD
 
     def snapshot(self) -> str:
-        """This state as JSON, without ``prev``: the next version's ``prev``."""
-        data = asdict(self)
-        del data["prev"]
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+        """This state as a compact JSON array (every field but ``prev``): the next version's ``prev``."""
+        return json.dumps(
+            [
+                self.id,
+                self.material,
+                self.origin,
+                self.mass_g,
+                self.remaining_g,
+                self.status,
+                self.custodian,
+                self.head,
+                self.created_seq,
+                self.updated_seq,
+                self.elements,
+                self.units,
+                self.held_status,
+                self.transit_from,
+                self.transit_to,
+                self.transit_g,
+                self.transit_loss_g,
+                self.disposed_g,
+            ],
+            separators=(",", ":"),
+        )
 
     @staticmethod
     def from_snapshot(text: str) -> Lot:
-        data: dict[str, Any] = json.loads(text)
-        data["units"] = tuple(data["units"])
-        return Lot(**data)
+        values: list[Any] = json.loads(text)
+        values[11] = tuple(values[11])
+        return Lot(*values)
 
 
 @dataclass(frozen=True, slots=True)

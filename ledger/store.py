@@ -16,11 +16,12 @@ nothing of the batch was kept. The append path:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence, Set
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection, Row
@@ -30,13 +31,21 @@ from ledger import rules
 from ledger.database import is_sqlite, make_engine
 from ledger.envelope import Envelope, parse_envelope
 from ledger.errors import Overloaded, RecordRefused, StoreUnavailable
-from ledger.signing import b64url_decode, decode_signature, key_id, load_public_key, verify
+from ledger.signing import (
+    Ed25519PublicKey,
+    b64url_decode,
+    decode_signature,
+    key_id,
+    load_public_key,
+    verify,
+)
 from ledger.state import Edge, Effects, Key, Lot, MemoryState, Org, PastRecord
 from ledger.tables import PROJECTIONS, keys, ledger_meta, lot_edges, lots, orgs, records
 
 MAX_BATCH = 5_000
 LOCK_TIMEOUT_MS = 10_000
-PARALLEL_VERIFY_MIN = 64  # below this, a thread pool costs more than it saves
+PARALLEL_VERIFY_MIN = 64
+LOT_CACHE_SIZE = 200_000  # below this, a thread pool costs more than it saves
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +94,17 @@ class Store:
 
     def __init__(self, engine: Engine, *, verify_threads: int = 2) -> None:
         self.engine = engine
-        self._pool = ThreadPoolExecutor(verify_threads) if verify_threads > 1 else None
+        self._threads = max(1, verify_threads)
+        self._pool = ThreadPoolExecutor(self._threads - 1) if self._threads > 1 else None
+        self._sql = Statements(engine)
+        self._commit_lock = threading.Lock()
+        # Caches of projection rows, valid while the ledger's last seq is the
+        # one this Store last wrote (any other writer moves it on).
+        self._cache_seq = -1
+        self._lot_cache: dict[str, Lot] = {}
+        self._org_cache: dict[str, Org] = {}
+        self._keyrow_cache: dict[str, Key] = {}
+        self._key_cache: dict[str, Ed25519PublicKey] = {}
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> Store:
@@ -107,11 +126,36 @@ class Store:
         record is refused, none is written and the others answer
         ``batch.aborted``.
         """
+        return self.commit(self.prepare(batch), atomic=atomic, now=now)
+
+    def append_stream(
+        self, batches: Iterable[Sequence[Signed]], *, atomic: bool = False
+    ) -> Iterator[list[Result]]:
+        """Append batches in order, checking batch N+1's signatures while N is written.
+
+        Results come back batch by batch, in order. A batch may depend on the
+        ones before it (a key it adds, a lot it creates): records whose key
+        was not yet known when their signatures were checked are checked
+        again under the writer lock.
+        """
+        it = iter(batches)
+        first = next(it, None)
+        if first is None:
+            return
+        with ThreadPoolExecutor(1) as ahead:
+            pending: Future[Prepared] = ahead.submit(self.prepare, first)
+            for batch in it:
+                prepared = pending.result()
+                pending = ahead.submit(self.prepare, batch)
+                yield self.commit(prepared, atomic=atomic)
+            yield self.commit(pending.result(), atomic=atomic)
+
+    def prepare(self, batch: Sequence[Signed]) -> Prepared:
+        """Everything that needs no lock: canonical-JSON and shape checks, signatures."""
         if len(batch) > MAX_BATCH:
             raise RecordRefused("batch.too_large", f"at most {MAX_BATCH} records per batch")
-        results: list[Result | None] = [None] * len(batch)
-        envs: list[Envelope | None] = [None] * len(batch)
-        sigs: list[bytes] = [b""] * len(batch)
+        prepared = Prepared(batch, [None] * len(batch), [b""] * len(batch), [None] * len(batch))
+        envs, sigs, results = prepared.envs, prepared.sigs, prepared.results
         for i, item in enumerate(batch):
             parsed: Envelope | None = None
             try:
@@ -119,11 +163,74 @@ class Store:
                 sigs[i] = decode_signature(item.signature)
             except RecordRefused as exc:
                 results[i] = exc.for_record(parsed.id if parsed is not None else None)
-        self._verify_signatures(envs, sigs, results)
+        self._verify_signatures(prepared)
+        return prepared
+
+    def _public_keys(self, wanted: set[str]) -> dict[str, Ed25519PublicKey]:
+        """Public keys by id. A key id is the hash of its key, so entries never go stale."""
+        missing = sorted(wanted - self._key_cache.keys())
+        if missing:
+            with self.engine.connect() as conn:
+                for chunk in _chunks(missing, 500):
+                    rows = conn.execute(
+                        select(keys.c.id, keys.c.public_key).where(keys.c.id.in_(chunk))
+                    )
+                    for kid, raw in rows:
+                        self._key_cache[kid] = load_public_key(bytes(raw))
+        return {k: self._key_cache[k] for k in wanted if k in self._key_cache}
+
+    def _verify_signatures(self, prepared: Prepared) -> None:
+        """Check each signature whose key is already registered; defer the others."""
+        envs, sigs, results = prepared.envs, prepared.sigs, prepared.results
+        public = self._public_keys({e.key for e in envs if e is not None})
+        todo: list[int] = []
+        for i, env in enumerate(envs):
+            if env is None or results[i] is not None:
+                continue
+            if env.key in public:
+                todo.append(i)
+            else:  # perhaps added earlier in this batch, or in a batch not yet written
+                prepared.deferred.add(i)
+
+        def check(chunk: Sequence[int]) -> list[tuple[int, RecordRefused]]:
+            bad = []
+            for i in chunk:
+                env = envs[i]
+                assert env is not None
+                if not verify(public[env.key], sigs[i], env.canonical):
+                    bad.append((i, _bad_signature(env)))
+            return bad
+
+        if self._pool is not None and len(todo) >= PARALLEL_VERIFY_MIN:
+            # One contiguous chunk per thread; the calling thread takes the last one.
+            size = -(-len(todo) // self._threads)
+            chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
+            futures = [self._pool.submit(check, c) for c in chunks[:-1]]
+            outcomes = check(chunks[-1])
+            for f in futures:
+                outcomes.extend(f.result())
+        else:
+            outcomes = check(todo)
+        for i, refusal in outcomes:
+            results[i] = refusal
+
+    def commit(
+        self, prepared: Prepared, *, atomic: bool = False, now: datetime | None = None
+    ) -> list[Result]:
+        """Under the writer lock: idempotency, rules, then one transaction of writes."""
+        envs, results = prepared.envs, prepared.results
         if atomic and any(r is not None for r in results):
             return _abort(envs, results)
+        now = now or now_utc()
         try:
-            return self._append_locked(batch, envs, sigs, results, atomic, now or now_utc())
+            with self._commit_lock:
+                try:
+                    return self._commit_locked(prepared, atomic, now)
+                except BaseException:
+                    self._forget()  # the caches may hold what was rolled back
+                    raise
+        except _AtomicAbort:
+            return _abort(envs, results)
         except OperationalError as exc:
             if _is_busy(exc):
                 raise Overloaded("the ledger is busy; retry the same batch shortly") from None
@@ -135,87 +242,19 @@ class Store:
                 "the database refused the write; nothing of this batch was kept; retry it"
             ) from None
 
-    def _verify_signatures(
-        self, envs: list[Envelope | None], sigs: list[bytes], results: list[Result | None]
-    ) -> None:
-        """Check each signature against its key's public bytes (validity is for the rules)."""
-        wanted = {e.key for e in envs if e is not None}
-        public: dict[str, bytes] = {}
-        with self.engine.connect() as conn:
-            for chunk in _chunks(sorted(wanted), 500):
-                for kid, raw in conn.execute(
-                    select(keys.c.id, keys.c.public_key).where(keys.c.id.in_(chunk))
-                ):
-                    public[kid] = bytes(raw)
-        for env in envs:  # keys added earlier in this batch (and the genesis key)
-            if env is not None and env.type in ("key.add", "org.register"):
-                text = env.body.get("public_key")
-                if isinstance(text, str):
-                    raw = b64url_decode(text)
-                    public.setdefault(key_id(raw), raw)
-        loaded = {kid: load_public_key(raw) for kid, raw in public.items()}
-
-        def check(i: int) -> RecordRefused | None:
-            env = envs[i]
-            assert env is not None
-            pub = loaded.get(env.key)
-            if pub is None:
-                return RecordRefused(
-                    "key.unknown",
-                    "no key with this id is registered; register it with key.add",
-                    path="key",
-                    record_id=env.id,
-                )
-            if not verify(pub, sigs[i], env.canonical):
-                return RecordRefused(
-                    "signature.invalid",
-                    "the signature does not verify over the envelope's canonical bytes with this key",
-                    path="signature",
-                    record_id=env.id,
-                )
-            return None
-
-        todo = [i for i, e in enumerate(envs) if e is not None and results[i] is None]
-        if self._pool is not None and len(todo) >= PARALLEL_VERIFY_MIN:
-            outcomes = list(self._pool.map(check, todo, chunksize=max(1, len(todo) // 8)))
-        else:
-            outcomes = [check(i) for i in todo]
-        for i, outcome in zip(todo, outcomes, strict=True):
-            if outcome is not None:
-                results[i] = outcome
-
-    def _append_locked(
-        self,
-        batch: Sequence[Signed],
-        envs: list[Envelope | None],
-        sigs: list[bytes],
-        results: list[Result | None],
-        atomic: bool,
-        now: datetime,
-    ) -> list[Result]:
+    def _commit_locked(self, prepared: Prepared, atomic: bool, now: datetime) -> list[Result]:
+        envs, results, batch = prepared.envs, prepared.results, prepared.batch
         recorded_at = format_time(now)
-        try:
-            return self._append_transaction(batch, envs, results, atomic, now, recorded_at)
-        except _AtomicAbort:
-            return _abort(envs, results)
-
-    def _append_transaction(
-        self,
-        batch: Sequence[Signed],
-        envs: list[Envelope | None],
-        results: list[Result | None],
-        atomic: bool,
-        now: datetime,
-        recorded_at: str,
-    ) -> list[Result]:
         with self._write_connection() as conn, conn.begin():
             seq = self._lock(conn)
+            if seq != self._cache_seq:
+                self._forget()
             state = MemoryState()
             state.seq = seq
             self._resolve_ids(conn, envs, results)
             self._preload(conn, state, [e for i, e in enumerate(envs) if e and results[i] is None])
             stored_lots, stored_keys = set(state.lots), set(state.keys)
-            new_records: list[dict[str, Any]] = []
+            new_records: list[tuple[Any, ...]] = []
             changed_lots: dict[str, Lot] = {}
             new_orgs: list[Org] = []
             changed_keys: dict[str, Key] = {}
@@ -224,9 +263,11 @@ class Store:
                 if env is None or results[i] is not None:
                     continue
                 try:
+                    if i in prepared.deferred:
+                        _verify_deferred(env, prepared.sigs[i], state)
                     effects = rules.apply(env, state, seq + 1, now)
                 except RecordRefused as exc:
-                    results[i] = exc
+                    results[i] = exc.for_record(env.id)
                     if atomic:
                         raise _AtomicAbort from None  # rolls the transaction back
                     continue
@@ -234,22 +275,23 @@ class Store:
                 state.apply(effects, rules.past_record(env, seq))
                 _collect(effects, changed_lots, new_orgs, changed_keys, new_edges)
                 new_records.append(
-                    {
-                        "seq": seq,
-                        "id": env.id,
-                        "hash": env.hash,
-                        "type": env.type,
-                        "actor": env.actor,
-                        "key": env.key,
-                        "at": env.at,
-                        "recorded_at": recorded_at,
-                        "canonical": env.canonical,
-                        "sig": batch[i].signature,
-                    }
+                    (
+                        seq,
+                        env.id,
+                        env.hash,
+                        env.type,
+                        env.actor,
+                        env.key,
+                        env.at,
+                        recorded_at,
+                        env.canonical,
+                        batch[i].signature,
+                    )
                 )
                 results[i] = Appended(env.id, env.hash, seq)
             if new_records:
-                conn.execute(insert(records), new_records)
+                sql = self._sql
+                conn.exec_driver_sql(sql.insert_records, new_records)
                 write_projections(
                     conn,
                     changed_lots.values(),
@@ -258,9 +300,26 @@ class Store:
                     new_edges,
                     stored_lots=stored_lots,
                     stored_keys=stored_keys,
+                    sql=sql,
                 )
-                conn.execute(update(ledger_meta).where(ledger_meta.c.id == 1).values(seq=seq))
+                conn.exec_driver_sql(sql.set_seq, (seq,))
+        # Committed: what this batch wrote is now the database's state.
+        self._remember(state, seq)
         return [r for r in results if r is not None]
+
+    def _forget(self) -> None:
+        self._lot_cache.clear()
+        self._org_cache.clear()
+        self._keyrow_cache.clear()
+        self._cache_seq = -1
+
+    def _remember(self, state: MemoryState, seq: int) -> None:
+        if len(self._lot_cache) + len(state.lots) > LOT_CACHE_SIZE:
+            self._lot_cache.clear()
+        self._lot_cache.update(state.lots)
+        self._org_cache.update(state.orgs)
+        self._keyrow_cache.update(state.keys)
+        self._cache_seq = seq
 
     def _write_connection(self) -> Connection:
         conn = self.engine.connect()
@@ -270,13 +329,11 @@ class Store:
 
     def _lock(self, conn: Connection) -> int:
         """Take the writer lock; return the last sequence number."""
-        query = select(ledger_meta.c.seq).where(ledger_meta.c.id == 1)
         if not is_sqlite(self.engine):
             # A writer that waits longer than this is told Overloaded (retryable).
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
-            query = query.with_for_update()
-        seq = conn.execute(query).scalar_one()
-        return int(seq)
+            return int(conn.exec_driver_sql(self._sql.lock).scalar_one())
+        return int(conn.exec_driver_sql(self._sql.read_seq).scalar_one())
 
     def _resolve_ids(
         self, conn: Connection, envs: list[Envelope | None], results: list[Result | None]
@@ -320,7 +377,7 @@ class Store:
                 first_in_batch[env.id] = i
 
     def _preload(self, conn: Connection, state: MemoryState, envs: list[Envelope]) -> None:
-        """Load every lot, org, key and voided record the batch names."""
+        """Load every lot, org, key and voided record the batch names (cached ones from memory)."""
         void_targets = [e.body["record"] for e in envs if e.type == "void"]
         for row in _select_in(conn, records, records.c.hash, void_targets):
             env = parse_envelope(bytes(row.canonical))
@@ -335,9 +392,9 @@ class Store:
             lot_ids.update(existing, created, env.parents)
             org_ids.add(env.actor)
             key_ids.add(env.key)
-            for field in ("org", "to"):
-                if isinstance(env.body.get(field), str):
-                    org_ids.add(env.body[field])
+            for name in ("org", "to"):
+                if isinstance(env.body.get(name), str):
+                    org_ids.add(env.body[name])
             if env.type == "key.revoke":
                 key_ids.add(env.body["key"])
             if env.type == "key.add":
@@ -347,9 +404,21 @@ class Store:
             lot_ids.update(existing, created)
             org_ids.add(past.actor)
         state.load(
-            (lot_from_row(r) for r in _select_in(conn, lots, lots.c.id, lot_ids)),
-            (org_from_row(r) for r in _select_in(conn, orgs, orgs.c.id, org_ids)),
-            (key_from_row(r) for r in _select_in(conn, keys, keys.c.id, key_ids)),
+            _cached(
+                self._lot_cache,
+                lot_ids,
+                lambda ids: (lot_from_row(r) for r in _select_in(conn, lots, lots.c.id, ids)),
+            ),
+            _cached(
+                self._org_cache,
+                org_ids,
+                lambda ids: (org_from_row(r) for r in _select_in(conn, orgs, orgs.c.id, ids)),
+            ),
+            _cached(
+                self._keyrow_cache,
+                key_ids,
+                lambda ids: (key_from_row(r) for r in _select_in(conn, keys, keys.c.id, ids)),
+            ),
         )
 
     # --- reading -------------------------------------------------------------
@@ -429,7 +498,9 @@ class Store:
                 state.orgs.values(),
                 state.keys.values(),
                 state.edges,
+                sql=self._sql,
             )
+        self._forget()
 
 
 def write_projections(
@@ -439,20 +510,22 @@ def write_projections(
     changed_keys: Iterable[Key],
     new_edges: Sequence[Edge],
     *,
+    sql: Statements,
     stored_lots: Set[str] = frozenset(),
     stored_keys: Set[str] = frozenset(),
 ) -> None:
     """Insert new and update changed projection rows (``stored_*``: ids already in the database)."""
-    lot_rows = [lot_to_row(x) for x in changed_lots]
-    created = [r for r in lot_rows if r["id"] not in stored_lots]
-    updated = [r for r in lot_rows if r["id"] in stored_lots]
-    for chunk in _chunks(created, 2_000):
-        conn.execute(insert(lots), chunk)
+    created: list[tuple[Any, ...]] = []
+    updated: list[tuple[Any, ...]] = []
+    for lot in changed_lots:
+        if lot.id in stored_lots:
+            updated.append(lot_mutable_values(lot))
+        else:
+            created.append(lot_values(lot))
+    for chunk in _chunks(created, 5_000):
+        conn.exec_driver_sql(sql.insert_lots, chunk)
     if updated:
-        conn.execute(
-            update(lots).where(lots.c.id == bindparam("b_id")),
-            [{**{k: v for k, v in r.items() if k != "id"}, "b_id": r["id"]} for r in updated],
-        )
+        conn.exec_driver_sql(sql.update_lots, updated)
     org_rows = [org_to_row(o) for o in new_orgs]
     if org_rows:
         conn.execute(insert(orgs), org_rows)
@@ -466,9 +539,79 @@ def write_projections(
             update(keys).where(keys.c.id == bindparam("b_id")),
             [{"revoked_seq": r["revoked_seq"], "b_id": r["id"]} for r in revoked],
         )
-    edge_rows = [edge_to_row(e) for e in new_edges]
-    for chunk in _chunks(edge_rows, 2_000):
-        conn.execute(insert(lot_edges), chunk)
+    edge_rows = [(e.parent, e.child, e.seq, e.mass_g) for e in new_edges]
+    for chunk in _chunks(edge_rows, 5_000):
+        conn.exec_driver_sql(sql.insert_edges, chunk)
+
+
+@dataclass
+class Prepared:
+    """A batch after the lock-free checks (see :meth:`Store.prepare`)."""
+
+    batch: Sequence[Signed]
+    envs: list[Envelope | None]
+    sigs: list[bytes]
+    results: list[Result | None]
+    deferred: set[int] = field(default_factory=set)  # signatures to check under the lock
+
+
+def _bad_signature(env: Envelope) -> RecordRefused:
+    return RecordRefused(
+        "signature.invalid",
+        "the signature does not verify over the envelope's canonical bytes with this key",
+        path="signature",
+        record_id=env.id,
+    )
+
+
+def _verify_deferred(env: Envelope, sig: bytes, state: MemoryState) -> None:
+    """Check a signature whose key was unknown before the lock (added in this batch,
+    or the genesis record's own key)."""
+    key = state.key(env.key)
+    if key is not None:
+        raw = key.public_key
+    elif state.empty and env.type == "org.register" and "public_key" in env.body:
+        raw = b64url_decode(env.body["public_key"])
+    else:
+        raise RecordRefused(
+            "key.unknown",
+            "no key with this id is registered; register it with key.add",
+            path="key",
+            record_id=env.id,
+        )
+    if not verify(load_public_key(raw), sig, env.canonical):
+        raise _bad_signature(env)
+
+
+T = TypeVar("T", Lot, Org, Key)
+
+
+def _cached(cache: dict[str, T], ids: set[str], load: Callable[[set[str]], Iterable[T]]) -> list[T]:
+    found = [cache[i] for i in ids if i in cache]
+    missing = {i for i in ids if i not in cache}
+    if missing:
+        found.extend(load(missing))
+    return found
+
+
+class Statements:
+    """The append path's SQL, in the driver's own parameter style (no ORM, no compiler)."""
+
+    def __init__(self, engine: Engine) -> None:
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+
+        def insert_sql(table: Any) -> str:
+            cols = [c.name for c in table.columns]
+            return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+
+        self.insert_records = insert_sql(records)
+        self.insert_lots = insert_sql(lots)
+        self.insert_edges = insert_sql(lot_edges)
+        sets = ", ".join(f"{c} = {mark}" for c in LOT_MUTABLE)
+        self.update_lots = f"UPDATE lots SET {sets} WHERE id = {mark}"
+        self.set_seq = f"UPDATE ledger_meta SET seq = {mark} WHERE id = 1"
+        self.read_seq = "SELECT seq FROM ledger_meta WHERE id = 1"
+        self.lock = self.read_seq + " FOR UPDATE"
 
 
 class _AtomicAbort(Exception):
@@ -526,28 +669,96 @@ def _select_in(conn: Connection, table: Any, column: Any, values: Iterable[str])
 # --- rows <-> state ---------------------------------------------------------------
 
 
+LOT_COLUMNS = (
+    "id",
+    "material",
+    "origin",
+    "mass_g",
+    "remaining_g",
+    "status",
+    "custodian",
+    "head",
+    "created_seq",
+    "updated_seq",
+    "elements",
+    "units",
+    "held_status",
+    "transit_from",
+    "transit_to",
+    "transit_g",
+    "transit_loss_g",
+    "disposed_g",
+    "prev",
+)
+# What a record can change on an existing lot (material, origin, mass and units never change).
+LOT_MUTABLE = (
+    "remaining_g",
+    "status",
+    "custodian",
+    "head",
+    "updated_seq",
+    "elements",
+    "held_status",
+    "transit_from",
+    "transit_to",
+    "transit_g",
+    "transit_loss_g",
+    "disposed_g",
+    "prev",
+)
+
+
+def lot_values(lot: Lot) -> tuple[Any, ...]:
+    """A lot as a row, in LOT_COLUMNS order."""
+    return (
+        lot.id,
+        lot.material,
+        lot.origin,
+        lot.mass_g,
+        lot.remaining_g,
+        lot.status,
+        lot.custodian,
+        lot.head,
+        lot.created_seq,
+        lot.updated_seq,
+        _json(lot.elements),
+        _json(list(lot.units)),
+        lot.held_status,
+        lot.transit_from,
+        lot.transit_to,
+        lot.transit_g,
+        lot.transit_loss_g,
+        lot.disposed_g,
+        lot.prev,
+    )
+
+
+def lot_mutable_values(lot: Lot) -> tuple[Any, ...]:
+    """The UPDATE parameters: LOT_MUTABLE in order, then the id."""
+    return (
+        lot.remaining_g,
+        lot.status,
+        lot.custodian,
+        lot.head,
+        lot.updated_seq,
+        _json(lot.elements),
+        lot.held_status,
+        lot.transit_from,
+        lot.transit_to,
+        lot.transit_g,
+        lot.transit_loss_g,
+        lot.disposed_g,
+        lot.prev,
+        lot.id,
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def lot_to_row(lot: Lot) -> dict[str, Any]:
-    return {
-        "id": lot.id,
-        "material": lot.material,
-        "origin": lot.origin,
-        "mass_g": lot.mass_g,
-        "remaining_g": lot.remaining_g,
-        "status": lot.status,
-        "custodian": lot.custodian,
-        "head": lot.head,
-        "created_seq": lot.created_seq,
-        "updated_seq": lot.updated_seq,
-        "elements": json.dumps(lot.elements, sort_keys=True, separators=(",", ":")),
-        "units": json.dumps(list(lot.units), separators=(",", ":")),
-        "held_status": lot.held_status,
-        "transit_from": lot.transit_from,
-        "transit_to": lot.transit_to,
-        "transit_g": lot.transit_g,
-        "transit_loss_g": lot.transit_loss_g,
-        "disposed_g": lot.disposed_g,
-        "prev": lot.prev,
-    }
+    return dict(zip(LOT_COLUMNS, lot_values(lot), strict=True))
 
 
 def lot_from_row(r: Row[Any]) -> Lot:
@@ -601,7 +812,7 @@ def key_to_row(key: Key) -> dict[str, Any]:
 
 
 def edge_to_row(edge: Edge) -> dict[str, Any]:
-    return {"seq": edge.seq, "parent": edge.parent, "child": edge.child, "mass_g": edge.mass_g}
+    return {"parent": edge.parent, "child": edge.child, "seq": edge.seq, "mass_g": edge.mass_g}
 
 
 def key_from_row(r: Row[Any]) -> Key:

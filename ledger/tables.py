@@ -9,17 +9,20 @@ the ORM: ORM unit-of-work inserts are several times slower.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, Text
 from sqlmodel import Field, SQLModel
+
+SEQ = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class RecordRow(SQLModel, table=True):
     __tablename__ = "records"
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    # On SQLite an INTEGER PRIMARY KEY is the rowid itself: no separate index to write.
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
     id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     type: str = Field(sa_column=Column(String(32), nullable=False))
-    actor: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    actor: str = Field(sa_column=Column(String(64), nullable=False))
     key: str = Field(sa_column=Column(String(64), nullable=False))
     at: str = Field(sa_column=Column(String(32), nullable=False))
     recorded_at: str = Field(sa_column=Column(String(32), nullable=False))
@@ -71,11 +74,13 @@ class KeyRow(SQLModel, table=True):
 
 
 class EdgeRow(SQLModel, table=True):
+    """Mass that flowed from lot ``parent`` into lot ``child`` by the record at ``seq``."""
+
     __tablename__ = "lot_edges"
-    __table_args__ = (Index("ix_lot_edges_child", "child"), Index("ix_lot_edges_parent", "parent"))
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    __table_args__ = (Index("ix_lot_edges_child", "child"),)
     parent: str = Field(sa_column=Column(String(64), primary_key=True))
     child: str = Field(sa_column=Column(String(64), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 

@@ -106,7 +106,9 @@ def verify_store(store: Store) -> Report:
         last_recorded = ""
         for rec in store.records():
             if rec.recorded_at < last_recorded:
-                raise Broken(rec.seq, "recorded before the record ahead of it: the log was reordered")
+                raise Broken(
+                    rec.seq, "recorded before the record ahead of it: the log was reordered"
+                )
             last_recorded = rec.recorded_at
             replay_record(state, rec, check_signature=True)
         if store.last_seq() != state.seq:

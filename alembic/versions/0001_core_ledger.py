@@ -36,7 +36,12 @@ POSTGRES_TRIGGERS = [
 def upgrade() -> None:
     op.create_table(
         "records",
-        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
         sa.Column("id", sa.String(64), nullable=False, unique=True),
         sa.Column("hash", sa.String(64), nullable=False, unique=True),
         sa.Column("type", sa.String(32), nullable=False),
@@ -47,7 +52,6 @@ def upgrade() -> None:
         sa.Column("canonical", sa.LargeBinary, nullable=False),
         sa.Column("sig", sa.String(128), nullable=False),
     )
-    op.create_index("ix_records_actor", "records", ["actor"])
     op.create_table(
         "lots",
         sa.Column("id", sa.String(64), primary_key=True),
@@ -93,13 +97,12 @@ def upgrade() -> None:
     op.create_index("ix_keys_org", "keys", ["org"])
     op.create_table(
         "lot_edges",
-        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("parent", sa.String(64), primary_key=True),
         sa.Column("child", sa.String(64), primary_key=True),
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("mass_g", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_lot_edges_child", "lot_edges", ["child"])
-    op.create_index("ix_lot_edges_parent", "lot_edges", ["parent"])
     op.create_table(
         "ledger_meta",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),

@@ -61,14 +61,27 @@ BASE_AT = datetime(2026, 1, 1, tzinfo=UTC)
 RAW_SAMPLE = 20_000  # records per raw-verify measurement
 RAW_REPEATS = 3
 
+
+def _orgs(prefix: str, roles: list[str], regions: list[str]) -> list[tuple[str, list[str], str]]:
+    return [(f"{prefix}-{i:02d}", roles, region) for i, region in enumerate(regions, 1)]
+
+
 # (id suffix, roles, region): the operator admits these before the workload.
-ORGS: list[tuple[str, list[str], str]] = [
-    *[(f"collector-{i:02d}", ["collector"], r) for i, r in enumerate(["CN-GD", "CN-ZJ", "DE-BY", "DE-NW", "FR-IDF", "NL-NH", "PL-MZ", "IT-25"], 1)],
-    *[(f"processor-{i:02d}", ["processor", "recycler"], r) for i, r in enumerate(["CN-GD", "DE-NW", "NL-ZH", "PL-SL", "ES-CT", "CN-JS"], 1)],
-    *[(f"recycler-{i:02d}", ["recycler"], r) for i, r in enumerate(["DE-BY", "FR-ARA", "CN-SH"], 1)],
-    *[(f"maker-{i:02d}", ["manufacturer", "producer"], r) for i, r in enumerate(["DE-BW", "CN-GD"], 1)],
+ORGS = [
+    *_orgs(
+        "collector",
+        ["collector"],
+        ["CN-GD", "CN-ZJ", "DE-BY", "DE-NW", "FR-IDF", "NL-NH", "PL-MZ", "IT-25"],
+    ),
+    *_orgs(
+        "processor",
+        ["processor", "recycler"],
+        ["CN-GD", "DE-NW", "NL-ZH", "PL-SL", "ES-CT", "CN-JS"],
+    ),
+    *_orgs("recycler", ["recycler"], ["DE-BY", "FR-ARA", "CN-SH"]),
+    *_orgs("maker", ["manufacturer", "producer"], ["DE-BW", "CN-GD"]),
     ("regulator-01", ["regulator"], "DE"),
-]  # fmt: skip
+]
 
 # Collected materials: (code, lot mass range in grams, element grams per tonne).
 COLLECTED: list[tuple[str, tuple[int, int], dict[str, int]]] = [
@@ -76,8 +89,12 @@ COLLECTED: list[tuple[str, tuple[int, int], dict[str, int]]] = [
     ("paper.occ", (300_000, 12_000_000), {}),
     ("plastics.pet", (100_000, 3_000_000), {}),
     ("tyres.elt", (500_000, 10_000_000), {}),
-    ("batteries.li_ion.nmc", (50_000, 2_000_000), {"Co": 40_000, "Ni": 120_000, "Li": 22_000, "Mn": 35_000, "Cu": 110_000, "Al": 70_000}),
-]  # fmt: skip
+    (
+        "batteries.li_ion.nmc",
+        (50_000, 2_000_000),
+        {"Co": 40_000, "Ni": 120_000, "Li": 22_000, "Mn": 35_000, "Cu": 110_000, "Al": 70_000},
+    ),
+]
 COLLECTED_WEIGHTS = [30, 25, 20, 15, 10]
 
 # input material -> (process, [(output material, permille of input, element g/t)])
@@ -87,8 +104,18 @@ TRANSFORMS: dict[str, tuple[str, list[tuple[str, int, dict[str, int]]]]] = {
     "plastics.pet": ("washing_flaking", [("plastics.pet_flake", 760, {})]),
     "plastics.pet_flake": ("pelletising", [("plastics.rpet_pellet", 970, {})]),
     "tyres.elt": ("granulating", [("tyres.granulate", 560, {}), ("tyres.steel_wire", 130, {})]),
-    "batteries.li_ion.nmc": ("mechanical", [("batteries.black_mass", 420, {"Co": 95_000, "Ni": 280_000, "Li": 45_000, "Mn": 80_000, "Cu": 20_000}), ("steel.shredded", 80, {})]),
-}  # fmt: skip
+    "batteries.li_ion.nmc": (
+        "mechanical",
+        [
+            (
+                "batteries.black_mass",
+                420,
+                {"Co": 95_000, "Ni": 280_000, "Li": 45_000, "Mn": 80_000, "Cu": 20_000},
+            ),
+            ("steel.shredded", 80, {}),
+        ],
+    ),
+}
 
 # Operation weights (a record type is tried in this proportion; an operation
 # with no candidate lot falls back to a create).
@@ -158,6 +185,7 @@ class ClientLot:
 @dataclass
 class Workload:
     setup: list[Signed]
+    setup_hashes: list[str]
     records: list[Signed]
     hashes: list[str]
     key_ids: list[str]  # each record's signing key
@@ -185,6 +213,7 @@ class Builder:
         self.records: list[Signed] = []
         self.hashes: list[str] = []
         self.key_ids: list[str] = []
+        self.setup_hashes: list[str] = []
         self.mix: Counter[str] = Counter()
 
     # ids and times
@@ -212,19 +241,16 @@ class Builder:
     def setup(self) -> list[Signed]:
         """Genesis and admission of every organisation (like producers.bootstrap)."""
         op = self.operator
-        self._sign(
-            op,
-            "org.register",
-            {"org": op.actor, "name": "Operator", "roles": ["operator"], "region": "CN", "public_key": op.public_key},
-            {},
-        )  # fmt: skip
+        body = {"org": op.actor, "name": "Operator", "roles": ["operator"], "region": "CN"}
+        self._sign(op, "org.register", {**body, "public_key": op.public_key}, {})
         for name, roles, region in ORGS:
             org = f"org:{name}"
             self._sign(
                 op, "org.register", {"org": org, "name": name, "roles": roles, "region": region}, {}
             )
             self._sign(op, "key.add", {"org": org, "public_key": self.signers[org].public_key}, {})
-        setup, self.records, self.hashes, self.key_ids = self.records, [], [], []
+        setup, self.setup_hashes = self.records, self.hashes
+        self.records, self.hashes, self.key_ids = [], [], []
         return setup
 
     # lot bookkeeping
@@ -431,7 +457,9 @@ class Builder:
             s.key_id: public_key_bytes(s.private_key.public_key())
             for s in [self.operator, *self.signers.values()]
         }
-        return Workload(setup, self.records, self.hashes, self.key_ids, public, self.mix)
+        return Workload(
+            setup, self.setup_hashes, self.records, self.hashes, self.key_ids, public, self.mix
+        )
 
 
 # --- measuring ---------------------------------------------------------------
@@ -473,14 +501,13 @@ def batches(items: Sequence[Signed], size: int) -> Iterator[Sequence[Signed]]:
         yield items[start : start + size]
 
 
-def check(results: Sequence[Any], batch: Sequence[Signed], start: int) -> None:
-    if len(results) != len(batch):
-        raise SystemExit(
-            f"batch at record {start}: {len(results)} results for {len(batch)} records"
-        )
-    for i, r in enumerate(results):
-        if not isinstance(r, Appended) or r.existing:
-            raise SystemExit(f"record {start + i} was not appended: {r!r}")
+def check(results: Sequence[Any], hashes: Sequence[str], what: str) -> None:
+    """Every result must be a fresh Appended with the hash the client computed."""
+    if len(results) != len(hashes):
+        raise SystemExit(f"{what}: {len(results)} results for {len(hashes)} records")
+    for i, (r, h) in enumerate(zip(results, hashes, strict=True)):
+        if not isinstance(r, Appended) or r.existing or r.hash != h:
+            raise SystemExit(f"{what}, record {i}: not appended as built: {r!r}")
 
 
 def append_run(path: Path, work: Workload, threads: int, batch: int, *, profile: int = 0) -> Run:
@@ -488,7 +515,7 @@ def append_run(path: Path, work: Workload, threads: int, batch: int, *, profile:
     migrate(url)
     store = Store.open(url, verify_threads=threads)
     try:
-        check(store.append(work.setup), work.setup, -len(work.setup))
+        check(store.append(work.setup), work.setup_hashes, "setup")
         profiler = cProfile.Profile() if profile else None
         times: list[float] = []
         done = 0
@@ -500,22 +527,50 @@ def append_run(path: Path, work: Workload, threads: int, batch: int, *, profile:
             times.append(time.perf_counter() - t0)
             if profiler:
                 profiler.disable()
-            check(results, chunk, done)
+            check(results, work.hashes[done : done + len(chunk)], f"batch at {done}")
             done += len(chunk)
         if store.last_seq() != len(work.setup) + len(work.records):
             raise SystemExit(f"ledger holds {store.last_seq()} records, expected more")
     finally:
         store.close()
-    run = Run(
-        f"append, verify_threads={threads}", threads, done, sum(times), [t * 1000 for t in times]
-    )
+    label = f"append, verify_threads={threads}" + (" (cProfile)" if profile else "")
+    run = Run(label, threads, done, sum(times), [t * 1000 for t in times])
     if profiler:
         run.profile = profile_text(profiler, profile)
     return run
 
 
+def stream_run(path: Path, work: Workload, threads: int, batch: int) -> Run:
+    """Store.append_stream: batch N+1's signatures are checked while batch N is written."""
+    url = database_url(str(path))
+    migrate(url)
+    store = Store.open(url, verify_threads=threads)
+    try:
+        check(store.append(work.setup), work.setup_hashes, "setup")
+        chunks = list(batches(work.records, batch))
+        done = 0
+        t0 = time.perf_counter()
+        last = t0
+        times: list[float] = []
+        for chunk, results in zip(chunks, store.append_stream(chunks), strict=True):
+            now = time.perf_counter()
+            times.append(now - last)
+            last = now
+            check(results, work.hashes[done : done + len(chunk)], f"batch at {done}")
+            done += len(chunk)
+        seconds = time.perf_counter() - t0
+        if store.last_seq() != len(work.setup) + len(work.records):
+            raise SystemExit(f"ledger holds {store.last_seq()} records, expected more")
+    finally:
+        store.close()
+    run = Run(f"append_stream, verify_threads={threads}", threads, done, seconds, [])
+    run.batch_ms = [t * 1000 for t in times]
+    return run
+
+
 def profile_text(profiler: cProfile.Profile, lines: int) -> str:
     out = io.StringIO()
+    out.write("\n(cProfile inflates Python-level time: take rates from an unprofiled run)\n")
     for key in ("cumulative", "tottime"):
         out.write(f"\n--- top {lines} by {key} ---\n")
         stats = pstats.Stats(profiler, stream=out)
@@ -560,6 +615,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--records", type=int, default=100_000, help="workload records (default 100000)"
     )
     ap.add_argument("--quick", action="store_true", help="10,000 records")
+    ap.add_argument(
+        "--stream-threads",
+        default="2",
+        help="verify_threads values for Store.append_stream runs (default 2; empty: none)",
+    )
     ap.add_argument("--batch", type=int, default=500, help="records per Store.append (default 500)")
     ap.add_argument("--db", help="SQLite file (must not exist; -tN is added per run when several)")
     ap.add_argument(
@@ -582,6 +642,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.records = 10_000
     args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    args.stream_threads = [int(t) for t in args.stream_threads.split(",") if t.strip()]
     if args.profile:
         args.threads = args.threads[:1]
     if not args.threads or min(args.threads) < 1 or args.records < 1 or args.batch < 1:
@@ -606,6 +667,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"appending, verify_threads={threads} -> {path} ...", flush=True)
             runs.append(append_run(path, work, threads, args.batch, profile=args.profile))
             raws.append(raw_verify_rate(sample))
+        if not args.profile:
+            for threads in args.stream_threads:
+                path = Path(tmp) / f"bench-stream-t{threads}.db"
+                print(f"append_stream, verify_threads={threads} -> {path} ...", flush=True)
+                runs.append(stream_run(path, work, threads, args.batch))
+                raws.append(raw_verify_rate(sample))
         while len(raws) < RAW_REPEATS:
             raws.append(raw_verify_rate(sample))
         verified = None
@@ -645,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if verified:
         seconds, count = verified
-        label = f"full verify (verify_store, t={args.threads[0]} db)"
+        label = "full verify (verify_store)"
         print(
             f"{label:<34}{seconds:>9.2f}{count / seconds:>10,.0f}{100 * count / seconds / raw:>7.1f}%"
         )
@@ -654,7 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = run.rate / raw
         verdict = "met" if ratio >= TARGET else "NOT met"
         print(
-            f"appends (verify_threads={run.threads}): {run.rate:,.0f} rec/s = {100 * ratio:.1f} % "
+            f"{run.label}: {run.rate:,.0f} rec/s = {100 * ratio:.1f} % "
             f"of raw verify (target ≥ {100 * TARGET:.0f} %: {verdict})"
         )
         if run.profile:
