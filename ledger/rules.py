@@ -288,7 +288,7 @@ def _elements(elements: dict[str, int], mass_g: int, path: str) -> None:
 
 def _moved(lot: Lot, env: Envelope, seq: int, **changes: Any) -> Lot:
     """The lot's next version: head moves to this record; prev keeps the old state."""
-    return replace(lot, head=env.hash, updated_seq=seq, prev=lot.snapshot(), **changes)
+    return lot.evolve(head=env.hash, updated_seq=seq, prev=lot.snapshot(), **changes)
 
 
 def _new_lot(
@@ -574,7 +574,7 @@ def _void(env: Envelope, state: StateView, seq: int) -> Effects:
     the lots' new head, so the chain still only grows.
     """
     target = state.record(env.body["record"])
-    if target is None:
+    if target is None or target.seq >= seq:
         raise RecordRefused("record.unknown", "no record with this hash", path="body.record")
     if target.type not in VOIDABLE:
         raise RecordRefused(
@@ -605,7 +605,7 @@ def _void(env: Envelope, state: StateView, seq: int) -> Effects:
             restored.append(_moved(lot, env, seq, remaining_g=0, status=VOID, elements={}))
         else:
             before = Lot.from_snapshot(lot.prev)
-            restored.append(replace(before, head=env.hash, updated_seq=seq, prev=lot.snapshot()))
+            restored.append(before.evolve(head=env.hash, updated_seq=seq, prev=lot.snapshot()))
     return Effects(lots=restored)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def record_hash(canonical: bytes) -> str:
     """A record's hash: lowercase hex SHA-256 of its canonical bytes."""
     return hashlib.sha256(canonical).hexdigest()
@@ -43,7 +47,7 @@ def b64url_encode(data: bytes) -> str:
 def b64url_decode(text: str) -> bytes:
     """Decode base64url with or without padding; refuse anything else."""
     stripped = text.rstrip("=")
-    if not stripped.isascii() or any(c in stripped for c in "+/ \n\r\t="):
+    if not _B64URL.fullmatch(stripped) or len(stripped) % 4 == 1:
         raise ValueError("not base64url")
     try:
         return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))

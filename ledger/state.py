@@ -9,7 +9,7 @@ overlay.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,6 +49,31 @@ class Lot:
     transit_loss_g: int = 0
     disposed_g: int = 0
     prev: str | None = None
+
+    def evolve(self, **changes: Any) -> Lot:
+        """A copy with ``changes`` (a fast ``dataclasses.replace``: this is the append hot path)."""
+        get = changes.get
+        return Lot(
+            get("id", self.id),
+            get("material", self.material),
+            get("origin", self.origin),
+            get("mass_g", self.mass_g),
+            get("remaining_g", self.remaining_g),
+            get("status", self.status),
+            get("custodian", self.custodian),
+            get("head", self.head),
+            get("created_seq", self.created_seq),
+            get("updated_seq", self.updated_seq),
+            get("elements", self.elements),
+            get("units", self.units),
+            get("held_status", self.held_status),
+            get("transit_from", self.transit_from),
+            get("transit_to", self.transit_to),
+            get("transit_g", self.transit_g),
+            get("transit_loss_g", self.transit_loss_g),
+            get("disposed_g", self.disposed_g),
+            get("prev", self.prev),
+        )
 
     @property
     def held(self) -> bool:
@@ -154,15 +179,21 @@ class Effects:
 
 
 class MemoryState:
-    """State held in dicts. Also the overlay a store batch writes into."""
+    """State held in dicts: the replay state of ``verify``/``rebuild``, and the
+    overlay a store batch writes into.
 
-    def __init__(self) -> None:
+    Past records (what a ``void`` needs) are kept in memory, or — for a replay
+    of a whole ledger — fetched on demand by ``record_loader``.
+    """
+
+    def __init__(self, record_loader: Callable[[str], PastRecord | None] | None = None) -> None:
         self.lots: dict[str, Lot] = {}
         self.orgs: dict[str, Org] = {}
         self.keys: dict[str, Key] = {}
         self.records: dict[str, PastRecord] = {}
         self.edges: list[Edge] = []
         self.seq = 0
+        self._record_loader = record_loader
 
     @property
     def empty(self) -> bool:
@@ -178,7 +209,10 @@ class MemoryState:
         return self.keys.get(key_id)
 
     def record(self, record_hash: str) -> PastRecord | None:
-        return self.records.get(record_hash)
+        found = self.records.get(record_hash)
+        if found is None and self._record_loader is not None:
+            found = self._record_loader(record_hash)
+        return found
 
     def apply(self, effects: Effects, record: PastRecord | None = None) -> None:
         for lot in effects.lots:
@@ -189,7 +223,8 @@ class MemoryState:
             self.keys[key.id] = key
         self.edges.extend(effects.edges)
         if record is not None:
-            self.records[record.hash] = record
+            if self._record_loader is None:
+                self.records[record.hash] = record
             self.seq = max(self.seq, record.seq)
 
     def load(self, lots: Iterable[Lot], orgs: Iterable[Org], keys: Iterable[Key]) -> None:

@@ -453,6 +453,17 @@ class Store:
             row = conn.execute(select(orgs).where(orgs.c.id == org_id)).first()
             return org_from_row(row) if row else None
 
+    def past_record(self, record_hash: str) -> PastRecord | None:
+        """What a ``void`` needs to know of a stored record, by its hash."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(records.c.seq, records.c.canonical).where(records.c.hash == record_hash)
+            ).first()
+        if row is None:
+            return None
+        env = parse_envelope(bytes(row.canonical))
+        return PastRecord(env.hash, int(row.seq), env.type, env.actor, env.body)
+
     def records(self, from_seq: int = 1, page: int = 2_000) -> Iterator[StoredRecord]:
         """Every stored record in sequence order, read a page at a time."""
         last = from_seq - 1
@@ -754,6 +765,8 @@ def lot_mutable_values(lot: Lot) -> tuple[Any, ...]:
 
 
 def _json(value: Any) -> str:
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
