@@ -31,3 +31,32 @@ def apportion(total: int, weights: Sequence[int]) -> list[int]:
         for i in order[:left]:
             parts[i] += 1
     return parts
+
+
+def apportion_within(amounts: dict[str, int], capacities: Sequence[int]) -> list[dict[str, int]]:
+    """Share several amounts (an element → grams map) over parts of the given capacities.
+
+    Each amount is apportioned by largest remainder; then, where a part holds
+    more grams in all than its capacity, grams move one at a time (largest
+    holding first, names breaking ties) to the part with the most room. Needs
+    ``sum(amounts) <= sum(capacities)``; every amount is conserved exactly.
+    """
+    if sum(amounts.values()) > sum(capacities):
+        raise ValueError("the amounts exceed the parts' capacity")
+    parts: list[dict[str, int]] = [{} for _ in capacities]
+    for name in sorted(amounts):
+        for i, grams in enumerate(apportion(amounts[name], capacities)):
+            if grams:
+                parts[i][name] = grams
+    room = [cap - sum(part.values()) for part, cap in zip(parts, capacities, strict=True)]
+    for i, part in enumerate(parts):
+        while room[i] < 0:
+            name = max(part, key=lambda n: (part[n], n))
+            j = max(range(len(parts)), key=lambda x: (room[x], -x))
+            part[name] -= 1
+            if not part[name]:
+                del part[name]
+            parts[j][name] = parts[j].get(name, 0) + 1
+            room[i] += 1
+            room[j] -= 1
+    return parts

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger.apportion import apportion
+from ledger.apportion import apportion, apportion_within
 from ledger.envelope import EPR_TYPES, Envelope, parse_at
 from ledger.errors import Conflict, RecordRefused
 from ledger.materials import default_taxonomy
@@ -423,7 +423,8 @@ def _split(env: Envelope, state: StateView, seq: int) -> Effects:
             f"parts add up to {sum(masses)} g but {lot.id} holds {lot.remaining_g} g",
             path="body.parts",
         )
-    per_element = {k: apportion(v, masses) for k, v in lot.elements.items()}
+    # Element content follows mass, and no part may hold more element grams than it weighs.
+    per_part = apportion_within(lot.elements, masses)
     parts = [
         _new_lot(
             env,
@@ -432,7 +433,7 @@ def _split(env: Envelope, state: StateView, seq: int) -> Effects:
             lot.material,
             lot.origin,
             p["mass_g"],
-            {k: shares[i] for k, shares in per_element.items()},
+            per_part[i],
         )
         for i, p in enumerate(b["parts"])
     ]
@@ -591,6 +592,12 @@ def _void(env: Envelope, state: StateView, seq: int) -> Effects:
     lots: dict[str, Lot] = {}
     for lot_id in [*existing, *created]:
         lot = state.lot(lot_id)
+        if lot is not None and lot.head != target.hash:
+            head = state.record(lot.head)
+            if head is not None and head.type == "void" and head.body["record"] == target.hash:
+                raise RecordRefused(
+                    "void.already", "this record is already voided", path="body.record"
+                )
         if lot is None or lot.head != target.hash:
             raise RecordRefused(
                 "void.not_head",

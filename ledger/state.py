@@ -182,11 +182,17 @@ class MemoryState:
     """State held in dicts: the replay state of ``verify``/``rebuild``, and the
     overlay a store batch writes into.
 
-    Past records (what a ``void`` needs) are kept in memory, or — for a replay
-    of a whole ledger — fetched on demand by ``record_loader``.
+    Past records (what a ``void`` needs) are looked up in memory, then through
+    ``record_loader``; a replay of a whole ledger keeps none in memory
+    (``keep_records=False``) and fetches the few it needs.
     """
 
-    def __init__(self, record_loader: Callable[[str], PastRecord | None] | None = None) -> None:
+    def __init__(
+        self,
+        record_loader: Callable[[str], PastRecord | None] | None = None,
+        *,
+        keep_records: bool = True,
+    ) -> None:
         self.lots: dict[str, Lot] = {}
         self.orgs: dict[str, Org] = {}
         self.keys: dict[str, Key] = {}
@@ -194,6 +200,7 @@ class MemoryState:
         self.edges: list[Edge] = []
         self.seq = 0
         self._record_loader = record_loader
+        self._keep_records = keep_records
 
     @property
     def empty(self) -> bool:
@@ -223,7 +230,7 @@ class MemoryState:
             self.keys[key.id] = key
         self.edges.extend(effects.edges)
         if record is not None:
-            if self._record_loader is None:
+            if self._keep_records:
                 self.records[record.hash] = record
             self.seq = max(self.seq, record.seq)
 

@@ -249,7 +249,7 @@ class Store:
             seq = self._lock(conn)
             if seq != self._cache_seq:
                 self._forget()
-            state = MemoryState()
+            state = MemoryState(record_loader=lambda h: self._past_record(conn, h))
             state.seq = seq
             self._resolve_ids(conn, envs, results)
             self._preload(conn, state, [e for i, e in enumerate(envs) if e and results[i] is None])
@@ -456,9 +456,13 @@ class Store:
     def past_record(self, record_hash: str) -> PastRecord | None:
         """What a ``void`` needs to know of a stored record, by its hash."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(records.c.seq, records.c.canonical).where(records.c.hash == record_hash)
-            ).first()
+            return self._past_record(conn, record_hash)
+
+    @staticmethod
+    def _past_record(conn: Connection, record_hash: str) -> PastRecord | None:
+        row = conn.execute(
+            select(records.c.seq, records.c.canonical).where(records.c.hash == record_hash)
+        ).first()
         if row is None:
             return None
         env = parse_envelope(bytes(row.canonical))

@@ -93,7 +93,7 @@ def _check_signature(state: MemoryState, rec: StoredRecord, kid: str, env: Envel
 
 
 def replay(store: Store, *, check_signatures: bool) -> MemoryState:
-    state = MemoryState(record_loader=store.past_record)
+    state = MemoryState(record_loader=store.past_record, keep_records=False)
     for rec in store.records():
         replay_record(state, rec, check_signature=check_signatures)
     return state
@@ -101,7 +101,7 @@ def replay(store: Store, *, check_signatures: bool) -> MemoryState:
 
 def verify_store(store: Store) -> Report:
     """Re-check the whole ledger; name the first bad sequence number."""
-    state = MemoryState(record_loader=store.past_record)
+    state = MemoryState(record_loader=store.past_record, keep_records=False)
     try:
         last_recorded = ""
         for rec in store.records():

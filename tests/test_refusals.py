@@ -396,8 +396,21 @@ def test_void_reverses_the_head_record(setup: tuple[World, Signer, Signer]) -> N
             {"record": split.hash, "reason": "again"},
             world.heads("lot:a", "lot:p", "lot:q"),
         ),
+        "void.already",
+    )
+    # A record with later records on its lots can't be voided: void those first.
+    [create] = world.ok(
+        a.record(
+            "create", {"lot": "lot:n", "material": "steel.hms1", "mass_g": 9, "origin": "virgin"}
+        )
+    )
+    world.ok(a.record("status", {"lot": "lot:n", "status": "stored"}, world.heads("lot:n")))
+    refusal = expect(
+        world,
+        a.record("void", {"record": create.hash, "reason": "late"}, world.heads("lot:n")),
         "void.not_head",
     )
+    assert "void those first" in refusal.message
 
 
 def test_genesis_must_come_first(db_url: str) -> None:
