@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence, Set
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing import get_context
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
@@ -38,9 +39,19 @@ from ledger.signing import (
     key_id,
     load_public_key,
     verify,
+    verify_many,
 )
 from ledger.state import Edge, Effects, Key, Lot, MemoryState, Org, PastRecord
-from ledger.tables import PROJECTIONS, keys, ledger_meta, lot_edges, lots, orgs, records
+from ledger.tables import (
+    PROJECTIONS,
+    by_hash_prefix,
+    keys,
+    ledger_meta,
+    lot_edges,
+    lots,
+    orgs,
+    records,
+)
 
 MAX_BATCH = 5_000
 LOCK_TIMEOUT_MS = 10_000
@@ -92,10 +103,25 @@ def format_time(t: datetime) -> str:
 class Store:
     """The ledger's storage. Thread-safe to share; each call uses its own connection."""
 
-    def __init__(self, engine: Engine, *, verify_threads: int = 2) -> None:
+    def __init__(
+        self, engine: Engine, *, verify_threads: int = 2, verify_processes: int = 0
+    ) -> None:
+        """``verify_threads``: signature checks spread over this many threads (the
+        caller's included). ``verify_processes``: over this many worker processes
+        instead — best with :meth:`append_stream`, where the writer thread then
+        never competes with verification for the GIL."""
         self.engine = engine
         self._threads = max(1, verify_threads)
         self._pool = ThreadPoolExecutor(self._threads - 1) if self._threads > 1 else None
+        self._process_count = verify_processes
+        self._processes = (
+            ProcessPoolExecutor(verify_processes, mp_context=get_context("spawn"))
+            if verify_processes > 0
+            else None
+        )
+        if self._processes is not None:  # start the workers now, not on the first batch
+            for f in [self._processes.submit(verify_many, []) for _ in range(verify_processes)]:
+                f.result()
         self._sql = Statements(engine)
         self._commit_lock = threading.Lock()
         # Caches of projection rows, valid while the ledger's last seq is the
@@ -105,6 +131,7 @@ class Store:
         self._org_cache: dict[str, Org] = {}
         self._keyrow_cache: dict[str, Key] = {}
         self._key_cache: dict[str, Ed25519PublicKey] = {}
+        self._raw_keys: dict[str, bytes] = {}
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> Store:
@@ -113,6 +140,8 @@ class Store:
     def close(self) -> None:
         if self._pool:
             self._pool.shutdown()
+        if self._processes:
+            self._processes.shutdown()
         self.engine.dispose()
 
     # --- appending ---------------------------------------------------------
@@ -176,6 +205,7 @@ class Store:
                         select(keys.c.id, keys.c.public_key).where(keys.c.id.in_(chunk))
                     )
                     for kid, raw in rows:
+                        self._raw_keys[kid] = bytes(raw)
                         self._key_cache[kid] = load_public_key(bytes(raw))
         return {k: self._key_cache[k] for k in wanted if k in self._key_cache}
 
@@ -201,13 +231,36 @@ class Store:
                     bad.append((i, _bad_signature(env)))
             return bad
 
-        if self._pool is not None and len(todo) >= PARALLEL_VERIFY_MIN:
+        outcomes: list[tuple[int, RecordRefused]] = []
+        if self._processes is not None and len(todo) >= PARALLEL_VERIFY_MIN:
+            # Other processes: no GIL shared with the writer thread.
+            size = -(-len(todo) // self._process_count)
+            chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
+            futures = [
+                (
+                    chunk,
+                    self._processes.submit(
+                        verify_many,
+                        [
+                            (self._raw_keys[envs[i].key], sigs[i], envs[i].canonical)  # type: ignore[union-attr]
+                            for i in chunk
+                        ],
+                    ),
+                )
+                for chunk in chunks
+            ]
+            for chunk, future in futures:
+                for j in future.result():
+                    env = envs[chunk[j]]
+                    assert env is not None
+                    outcomes.append((chunk[j], _bad_signature(env)))
+        elif self._pool is not None and len(todo) >= PARALLEL_VERIFY_MIN:
             # One contiguous chunk per thread; the calling thread takes the last one.
             size = -(-len(todo) // self._threads)
             chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
-            futures = [self._pool.submit(check, c) for c in chunks[:-1]]
+            futures_t = [self._pool.submit(check, c) for c in chunks[:-1]]
             outcomes = check(chunks[-1])
-            for f in futures:
+            for f in futures_t:
                 outcomes.extend(f.result())
         else:
             outcomes = check(todo)
@@ -379,7 +432,12 @@ class Store:
     def _preload(self, conn: Connection, state: MemoryState, envs: list[Envelope]) -> None:
         """Load every lot, org, key and voided record the batch names (cached ones from memory)."""
         void_targets = [e.body["record"] for e in envs if e.type == "void"]
-        for row in _select_in(conn, records, records.c.hash, void_targets):
+        rows = (
+            conn.execute(select(records).where(by_hash_prefix(void_targets))).all()
+            if void_targets
+            else []
+        )
+        for row in rows:
             env = parse_envelope(bytes(row.canonical))
             state.records[row.hash] = PastRecord(
                 env.hash, int(row.seq), env.type, env.actor, env.body
@@ -460,9 +518,12 @@ class Store:
 
     @staticmethod
     def _past_record(conn: Connection, record_hash: str) -> PastRecord | None:
-        row = conn.execute(
-            select(records.c.seq, records.c.canonical).where(records.c.hash == record_hash)
-        ).first()
+        rows = conn.execute(
+            select(records.c.seq, records.c.hash, records.c.canonical).where(
+                by_hash_prefix([record_hash])
+            )
+        ).all()
+        row = next((r for r in rows if r.hash == record_hash), None)
         if row is None:
             return None
         env = parse_envelope(bytes(row.canonical))

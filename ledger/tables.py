@@ -9,7 +9,21 @@ the ORM: ORM unit-of-work inserts are several times slower.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, Text
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 SEQ = BigInteger().with_variant(Integer(), "sqlite")
@@ -17,10 +31,14 @@ SEQ = BigInteger().with_variant(Integer(), "sqlite")
 
 class RecordRow(SQLModel, table=True):
     __tablename__ = "records"
+    __table_args__ = (Index("ix_records_hash16", func.substr(text("hash"), 1, 16)),)
     # On SQLite an INTEGER PRIMARY KEY is the rowid itself: no separate index to write.
     seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
     id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
-    hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    # Not UNIQUE: the id is, and the hash covers the id. Looked up through
+    # ix_records_hash16, a compact index on the first 16 hex digits (a unique
+    # index on 64 random hex digits dirtied a page per insert).
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
     type: str = Field(sa_column=Column(String(32), nullable=False))
     actor: str = Field(sa_column=Column(String(64), nullable=False))
     key: str = Field(sa_column=Column(String(64), nullable=False))
@@ -105,4 +123,16 @@ keys = table(KeyRow)
 lot_edges = table(EdgeRow)
 ledger_meta = table(MetaRow)
 metadata = SQLModel.metadata
+
+
+def by_hash_prefix(hashes: Iterable[str]) -> Any:
+    """WHERE clause for records whose hash starts like one of ``hashes`` (uses ix_records_hash16).
+
+    Callers keep only exact matches themselves: adding ``hash = :h`` in SQL
+    lets SQLite's constant propagation rewrite the indexed expression into a
+    constant, and the query falls back to a full scan.
+    """
+    return func.substr(records.c.hash, 1, 16).in_(sorted({h[:16] for h in hashes}))
+
+
 PROJECTIONS = (lots, orgs, keys, lot_edges)

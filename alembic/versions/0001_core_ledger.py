@@ -43,7 +43,7 @@ def upgrade() -> None:
             autoincrement=False,
         ),
         sa.Column("id", sa.String(64), nullable=False, unique=True),
-        sa.Column("hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("hash", sa.String(64), nullable=False),
         sa.Column("type", sa.String(32), nullable=False),
         sa.Column("actor", sa.String(64), nullable=False),
         sa.Column("key", sa.String(64), nullable=False),
@@ -52,6 +52,8 @@ def upgrade() -> None:
         sa.Column("canonical", sa.LargeBinary, nullable=False),
         sa.Column("sig", sa.String(128), nullable=False),
     )
+    # Records are found by hash through its first 16 hex digits (see ledger/tables.py).
+    op.create_index("ix_records_hash16", "records", [sa.text("substr(hash, 1, 16)")])
     op.create_table(
         "lots",
         sa.Column("id", sa.String(64), primary_key=True),

@@ -541,11 +541,11 @@ def append_run(path: Path, work: Workload, threads: int, batch: int, *, profile:
     return run
 
 
-def stream_run(path: Path, work: Workload, threads: int, batch: int) -> Run:
+def stream_run(path: Path, work: Workload, threads: int, batch: int, processes: int = 0) -> Run:
     """Store.append_stream: batch N+1's signatures are checked while batch N is written."""
     url = database_url(str(path))
     migrate(url)
-    store = Store.open(url, verify_threads=threads)
+    store = Store.open(url, verify_threads=threads, verify_processes=processes)
     try:
         check(store.append(work.setup), work.setup_hashes, "setup")
         chunks = list(batches(work.records, batch))
@@ -564,7 +564,8 @@ def stream_run(path: Path, work: Workload, threads: int, batch: int) -> Run:
             raise SystemExit(f"ledger holds {store.last_seq()} records, expected more")
     finally:
         store.close()
-    run = Run(f"append_stream, verify_threads={threads}", threads, done, seconds, [])
+    how = f"verify_processes={processes}" if processes else f"verify_threads={threads}"
+    run = Run(f"append_stream, {how}", threads, done, seconds, [])
     run.batch_ms = [t * 1000 for t in times]
     return run
 
@@ -617,6 +618,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--quick", action="store_true", help="10,000 records")
     ap.add_argument(
+        "--stream-processes",
+        default="1",
+        help="verify_processes values for Store.append_stream runs (default 1; empty: none)",
+    )
+    ap.add_argument(
         "--stream-threads",
         default="2",
         help="verify_threads values for Store.append_stream runs (default 2; empty: none)",
@@ -644,6 +650,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.records = 10_000
     args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
     args.stream_threads = [int(t) for t in args.stream_threads.split(",") if t.strip()]
+    args.stream_processes = [int(t) for t in args.stream_processes.split(",") if t.strip()]
     if args.profile:
         args.threads = args.threads[:1]
     if not args.threads or min(args.threads) < 1 or args.records < 1 or args.batch < 1:
@@ -675,6 +682,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 path = Path(tmp) / f"bench-stream-t{threads}.db"
                 print(f"append_stream, verify_threads={threads} -> {path} ...", flush=True)
                 runs.append(stream_run(path, work, threads, args.batch))
+                raws.append(raw_verify_rate(sample))
+            for processes in args.stream_processes:
+                path = Path(tmp) / f"bench-stream-p{processes}.db"
+                print(f"append_stream, verify_processes={processes} -> {path} ...", flush=True)
+                runs.append(stream_run(path, work, 1, args.batch, processes))
                 raws.append(raw_verify_rate(sample))
         while len(raws) < RAW_REPEATS:
             raws.append(raw_verify_rate(sample))
