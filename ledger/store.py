@@ -5,12 +5,18 @@ record, its durable sequence number — or the refusal — once the batch is
 committed; or it raises :class:`Overloaded` / :class:`StoreUnavailable` and
 nothing of the batch was kept. The append path:
 
-1. outside any lock: canonical-JSON and shape checks, and Ed25519 signature
-   checks (in a thread pool for large batches: verification releases the GIL);
-2. under the single writer lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL
-   ``SELECT … FOR UPDATE`` of the ``ledger_meta`` row): load every lot, org,
-   key and record the batch names in a handful of queries, run the rules in
-   order against an in-memory overlay, then write with Core ``executemany``.
+1. :meth:`Store.prepare`, outside any lock: canonical-JSON and shape checks,
+   and Ed25519 signature checks (over threads — verification releases the
+   GIL — or worker processes);
+2. :meth:`Store.commit`, under the single writer lock (SQLite ``BEGIN
+   IMMEDIATE``; PostgreSQL ``SELECT … FOR UPDATE`` of the ``ledger_meta``
+   row): load every lot, org, key and record the batch names in a handful of
+   queries (projection rows are cached while no other writer has moved the
+   sequence on), run the rules in order against an in-memory overlay, then
+   write with the driver's ``executemany``.
+
+:meth:`Store.append_stream` overlaps the two: batch N+1 is prepared while
+batch N is committed. See docs/adr/0002-single-sequencer.md.
 """
 
 from __future__ import annotations
@@ -55,8 +61,8 @@ from ledger.tables import (
 
 MAX_BATCH = 5_000
 LOCK_TIMEOUT_MS = 10_000
-PARALLEL_VERIFY_MIN = 64
-LOT_CACHE_SIZE = 200_000  # below this, a thread pool costs more than it saves
+PARALLEL_VERIFY_MIN = 64  # below this, a thread pool costs more than it saves
+LOT_CACHE_SIZE = 200_000  # lots kept in memory between batches
 
 
 @dataclass(frozen=True, slots=True)
