@@ -263,14 +263,29 @@ def _elements(obj: dict[str, Any], path: str) -> None:
         _mass(value, symbol, f"{path}.{symbol}", zero_ok=True)
 
 
-def _lot_masses(body: Body, name: str) -> None:
+def _lot_masses(body: Body, name: str, *, units: bool = False) -> None:
     for i, item in enumerate(_list(body, name, f"body.{name}")):
         path = f"body.{name}[{i}]"
         if not isinstance(item, dict):
             raise RecordRefused("envelope.field", f"{path} must be an object", path=path)
-        _fields(item, {"lot", "mass_g"})
+        _fields(item, {"lot", "mass_g"}, {"units"} if units else set())
         _id(item, "lot", f"{path}.lot", prefix="lot:")
         _mass(item, "mass_g", f"{path}.mass_g")
+        if "units" in item:
+            _units(item, f"{path}.units")
+
+
+def _units(obj: dict[str, Any], path: str) -> None:
+    units = _list(obj, "units", path)
+    for i, unit in enumerate(units):
+        if not isinstance(unit, str) or not 0 < len(unit) <= 128:
+            raise RecordRefused(
+                "envelope.field",
+                "a unit id is a string of 1-128 characters",
+                path=f"{path}[{i}]",
+            )
+    if len(set(units)) != len(units):
+        raise RecordRefused("envelope.field", "a unit id is listed twice", path=path)
 
 
 # --- bodies -----------------------------------------------------------------
@@ -342,16 +357,7 @@ def _create(b: Body) -> None:
     _choice(b, "origin", "body.origin", ORIGINS)
     _elements(b, "body.elements")
     if "units" in b:
-        units = _list(b, "units", "body.units")
-        for i, unit in enumerate(units):
-            if not isinstance(unit, str) or not 0 < len(unit) <= 128:
-                raise RecordRefused(
-                    "envelope.field",
-                    "a unit id is a string of 1-128 characters",
-                    path=f"body.units[{i}]",
-                )
-        if len(set(units)) != len(units):
-            raise RecordRefused("envelope.field", "a unit id is listed twice", path="body.units")
+        _units(b, "body.units")
 
 
 def _transfer(b: Body) -> None:
@@ -370,7 +376,8 @@ def _receive(b: Body) -> None:
 def _split(b: Body) -> None:
     _fields(b, {"lot", "parts"})
     _id(b, "lot", "body.lot", prefix="lot:")
-    _lot_masses(b, "parts")
+    # parts[].units (optional): which of the lot's units (battery codes) each part takes.
+    _lot_masses(b, "parts", units=True)
 
 
 def _merge(b: Body) -> None:

@@ -51,6 +51,8 @@ CODES: dict[str, str] = {
     "material.mismatch": "merged lots must share one material",
     "element.unknown": "the element symbol is not tracked",
     "element.exceeds_mass": "element masses add up to more than the lot's mass",
+    "units.unknown": "a part lists a unit the lot does not hold",
+    "units.unassigned": "a split of a lot with units must give every unit to exactly one part",
     "process.unknown": "the process code is not in the taxonomy",
     "mass.not_positive": "a mass must be a positive integer number of grams",
     "mass.negative": "a mass may not be negative",

@@ -423,6 +423,7 @@ def _split(env: Envelope, state: StateView, seq: int) -> Effects:
             f"parts add up to {sum(masses)} g but {lot.id} holds {lot.remaining_g} g",
             path="body.parts",
         )
+    _check_unit_partition(lot, b["parts"])
     # Element content follows mass, and no part may hold more element grams than it weighs.
     per_part = apportion_within(lot.elements, masses)
     parts = [
@@ -434,12 +435,37 @@ def _split(env: Envelope, state: StateView, seq: int) -> Effects:
             lot.origin,
             p["mass_g"],
             per_part[i],
+            tuple(p.get("units", ())),
         )
         for i, p in enumerate(b["parts"])
     ]
     edges = [Edge(lot.id, p.id, seq, p.mass_g) for p in parts]
     source = _moved(lot, env, seq, remaining_g=0, status=CONSUMED, elements={})
     return Effects(lots=[source, *parts], edges=edges)
+
+
+def _check_unit_partition(lot: Lot, parts: list[dict[str, Any]]) -> None:
+    """Units (battery codes) are never lost: a split hands each to exactly one part."""
+    held = set(lot.units)
+    given: set[str] = set()
+    for i, part in enumerate(parts):
+        for j, unit in enumerate(part.get("units", ())):
+            path = f"body.parts[{i}].units[{j}]"
+            if unit not in held:
+                raise RecordRefused("units.unknown", f"{lot.id} holds no unit {unit!r}", path=path)
+            if unit in given:
+                raise RecordRefused(
+                    "units.unassigned", f"unit {unit!r} is given to two parts", path=path
+                )
+            given.add(unit)
+    if given != held:
+        missing = sorted(held - given)
+        raise RecordRefused(
+            "units.unassigned",
+            f"{len(missing)} of {lot.id}'s units go to no part (first: {missing[0]!r}); "
+            "list each unit under parts[].units",
+            path="body.parts",
+        )
 
 
 def _merge(env: Envelope, state: StateView, seq: int) -> Effects:

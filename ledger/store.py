@@ -751,27 +751,7 @@ def _select_in(conn: Connection, table: Any, column: Any, values: Iterable[str])
 # --- rows <-> state ---------------------------------------------------------------
 
 
-LOT_COLUMNS = (
-    "id",
-    "material",
-    "origin",
-    "mass_g",
-    "remaining_g",
-    "status",
-    "custodian",
-    "head",
-    "created_seq",
-    "updated_seq",
-    "elements",
-    "units",
-    "held_status",
-    "transit_from",
-    "transit_to",
-    "transit_g",
-    "transit_loss_g",
-    "disposed_g",
-    "prev",
-)
+LOT_COLUMNS = tuple(c.name for c in lots.columns)  # lot_values() follows this order
 # What a record can change on an existing lot (material, origin, mass and units never change).
 LOT_MUTABLE = (
     "remaining_g",

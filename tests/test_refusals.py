@@ -427,3 +427,42 @@ def test_genesis_must_come_first(db_url: str) -> None:
         assert store.last_seq() == 0
     finally:
         store.close()
+
+
+def test_a_split_hands_every_unit_to_exactly_one_part(setup: tuple[World, Signer, Signer]) -> None:
+    world, a, _ = setup
+    codes = ["A" * 24, "B" * 24, "C" * 24]
+    world.create(a, "lot:packs", 900, material="batteries.pack", origin="virgin", units=codes)
+    heads = world.heads("lot:packs")
+
+    def split(*parts: tuple[str, int, list[str]]) -> Signed:
+        body = {
+            "lot": "lot:packs",
+            "parts": [
+                {"lot": lot, "mass_g": m, **({"units": u} if u else {})} for lot, m, u in parts
+            ],
+        }
+        return a.record("split", body, heads)
+
+    expect(
+        world,
+        split(("lot:p1", 600, codes[:2]), ("lot:p2", 300, [])),
+        "units.unassigned",
+        "body.parts",
+    )
+    expect(
+        world,
+        split(("lot:p1", 600, codes), ("lot:p2", 300, ["Z" * 24])),
+        "units.unknown",
+        "body.parts[1].units[0]",
+    )
+    expect(
+        world,
+        split(("lot:p1", 600, codes), ("lot:p2", 300, codes[:1])),
+        "units.unassigned",
+        "body.parts[1].units[0]",
+    )
+    world.ok(split(("lot:p1", 600, codes[:2]), ("lot:p2", 300, codes[2:])))
+    p1, p2 = world.store.lot("lot:p1"), world.store.lot("lot:p2")
+    assert p1 is not None and p2 is not None
+    assert (p1.units, p2.units) == (tuple(codes[:2]), tuple(codes[2:]))
