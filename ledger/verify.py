@@ -16,16 +16,10 @@ from typing import Any
 from ledger import rules
 from ledger.envelope import Envelope, parse_at, parse_envelope
 from ledger.errors import RecordRefused
+from ledger.rows import edge_to_row, key_to_row, lot_to_row, org_to_row
 from ledger.signing import b64url_decode, decode_signature, load_public_key, record_hash, verify
 from ledger.state import MemoryState
-from ledger.store import (
-    Store,
-    StoredRecord,
-    edge_to_row,
-    key_to_row,
-    lot_to_row,
-    org_to_row,
-)
+from ledger.store import Store, StoredRecord
 from ledger.tables import PROJECTIONS
 
 

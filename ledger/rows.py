@@ -1,0 +1,223 @@
+"""Rows: projection state <-> table rows, and the append path's SQL.
+
+The append path writes with the driver's ``executemany`` and tuples in
+column order, bypassing SQLAlchemy's statement compiler (see ADR 0002);
+``verify`` compares rows built by the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence, Set
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, insert, update
+from sqlalchemy.engine import Connection, Row
+
+from ledger.state import Edge, Key, Lot, Org
+from ledger.tables import keys, lot_edges, lots, orgs, records
+
+LOT_COLUMNS = tuple(c.name for c in lots.columns)  # lot_values() follows this order
+# What a record can change on an existing lot (material, origin, mass and units never change).
+LOT_MUTABLE = (
+    "remaining_g",
+    "status",
+    "custodian",
+    "head",
+    "updated_seq",
+    "elements",
+    "held_status",
+    "transit_from",
+    "transit_to",
+    "transit_g",
+    "transit_loss_g",
+    "disposed_g",
+    "prev",
+)
+
+
+def lot_values(lot: Lot) -> tuple[Any, ...]:
+    """A lot as a row, in LOT_COLUMNS order."""
+    return (
+        lot.id,
+        lot.material,
+        lot.origin,
+        lot.mass_g,
+        lot.remaining_g,
+        lot.status,
+        lot.custodian,
+        lot.head,
+        lot.created_seq,
+        lot.updated_seq,
+        _json(lot.elements),
+        _json(list(lot.units)),
+        lot.held_status,
+        lot.transit_from,
+        lot.transit_to,
+        lot.transit_g,
+        lot.transit_loss_g,
+        lot.disposed_g,
+        lot.prev,
+    )
+
+
+def lot_mutable_values(lot: Lot) -> tuple[Any, ...]:
+    """The UPDATE parameters: LOT_MUTABLE in order, then the id."""
+    return (
+        lot.remaining_g,
+        lot.status,
+        lot.custodian,
+        lot.head,
+        lot.updated_seq,
+        _json(lot.elements),
+        lot.held_status,
+        lot.transit_from,
+        lot.transit_to,
+        lot.transit_g,
+        lot.transit_loss_g,
+        lot.disposed_g,
+        lot.prev,
+        lot.id,
+    )
+
+
+def _json(value: Any) -> str:
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def lot_to_row(lot: Lot) -> dict[str, Any]:
+    return dict(zip(LOT_COLUMNS, lot_values(lot), strict=True))
+
+
+def lot_from_row(r: Row[Any]) -> Lot:
+    return Lot(
+        r.id,
+        r.material,
+        r.origin,
+        int(r.mass_g),
+        int(r.remaining_g),
+        r.status,
+        r.custodian,
+        r.head,
+        int(r.created_seq),
+        int(r.updated_seq),
+        json.loads(r.elements),
+        tuple(json.loads(r.units)),
+        r.held_status,
+        r.transit_from,
+        r.transit_to,
+        None if r.transit_g is None else int(r.transit_g),
+        int(r.transit_loss_g),
+        int(r.disposed_g),
+        r.prev,
+    )
+
+
+def org_to_row(org: Org) -> dict[str, Any]:
+    return {
+        "id": org.id,
+        "name": org.name,
+        "roles": json.dumps(list(org.roles)),
+        "region": org.region,
+        "registered_seq": org.registered_seq,
+    }
+
+
+def org_from_row(r: Row[Any]) -> Org:
+    return Org(r.id, r.name, tuple(json.loads(r.roles)), r.region, int(r.registered_seq))
+
+
+def key_to_row(key: Key) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "org": key.org,
+        "public_key": key.public_key,
+        "added_seq": key.added_seq,
+        "valid_from": key.valid_from,
+        "valid_until": key.valid_until,
+        "revoked_seq": key.revoked_seq,
+    }
+
+
+def edge_to_row(edge: Edge) -> dict[str, Any]:
+    return {"parent": edge.parent, "child": edge.child, "seq": edge.seq, "mass_g": edge.mass_g}
+
+
+def key_from_row(r: Row[Any]) -> Key:
+    return Key(
+        r.id,
+        r.org,
+        bytes(r.public_key),
+        int(r.added_seq),
+        r.valid_from,
+        r.valid_until,
+        None if r.revoked_seq is None else int(r.revoked_seq),
+    )
+
+
+class Statements:
+    """The append path's SQL, in the driver's own parameter style (no ORM, no compiler)."""
+
+    def __init__(self, engine: Engine) -> None:
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+
+        def insert_sql(table: Any) -> str:
+            cols = [c.name for c in table.columns]
+            return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+
+        self.insert_records = insert_sql(records)
+        self.insert_lots = insert_sql(lots)
+        self.insert_edges = insert_sql(lot_edges)
+        sets = ", ".join(f"{c} = {mark}" for c in LOT_MUTABLE)
+        self.update_lots = f"UPDATE lots SET {sets} WHERE id = {mark}"
+        self.set_seq = f"UPDATE ledger_meta SET seq = {mark} WHERE id = 1"
+        self.read_seq = "SELECT seq FROM ledger_meta WHERE id = 1"
+        self.lock = self.read_seq + " FOR UPDATE"
+
+
+def write_projections(
+    conn: Connection,
+    changed_lots: Iterable[Lot],
+    new_orgs: Iterable[Org],
+    changed_keys: Iterable[Key],
+    new_edges: Sequence[Edge],
+    *,
+    sql: Statements,
+    stored_lots: Set[str] = frozenset(),
+    stored_keys: Set[str] = frozenset(),
+) -> None:
+    """Insert new and update changed projection rows (``stored_*``: ids already in the database)."""
+    created: list[tuple[Any, ...]] = []
+    updated: list[tuple[Any, ...]] = []
+    for lot in changed_lots:
+        if lot.id in stored_lots:
+            updated.append(lot_mutable_values(lot))
+        else:
+            created.append(lot_values(lot))
+    for chunk in _chunks(created, 5_000):
+        conn.exec_driver_sql(sql.insert_lots, chunk)
+    if updated:
+        conn.exec_driver_sql(sql.update_lots, updated)
+    org_rows = [org_to_row(o) for o in new_orgs]
+    if org_rows:
+        conn.execute(insert(orgs), org_rows)
+    key_rows = [key_to_row(k) for k in changed_keys]
+    new_keys = [r for r in key_rows if r["id"] not in stored_keys]
+    revoked = [r for r in key_rows if r["id"] in stored_keys]
+    if new_keys:
+        conn.execute(insert(keys), new_keys)
+    if revoked:
+        conn.execute(
+            update(keys).where(keys.c.id == bindparam("b_id")),
+            [{"revoked_seq": r["revoked_seq"], "b_id": r["id"]} for r in revoked],
+        )
+    edge_rows = [(e.parent, e.child, e.seq, e.mass_g) for e in new_edges]
+    for chunk in _chunks(edge_rows, 5_000):
+        conn.exec_driver_sql(sql.insert_edges, chunk)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
