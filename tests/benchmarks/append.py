@@ -197,9 +197,10 @@ class Workload:
 class Builder:
     """Builds and signs the records, keeping every lot's head client-side."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, *, random_lot_ids: bool = False) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
+        self.random_lot_ids = random_lot_ids
         self.clock = 0
         self.operator = Signer("org:operator", fixed_key("operator", seed))
         self.signers = {
@@ -278,7 +279,11 @@ class Builder:
         self._hold(lot)
 
     def _lot_id(self) -> str:
-        return "lot:" + str(ULID.from_int(self.rng.getrandbits(128)))
+        """A ULID made when the lot is (time-ordered, as a client's would be), or 128
+        random bits with --random-lot-ids (the worst case for the lots index)."""
+        if self.random_lot_ids:
+            return "lot:" + str(ULID.from_int(self.rng.getrandbits(128)))
+        return "lot:" + self._ulid(BASE_AT + timedelta(seconds=self.clock))
 
     def _elements(self, per_t: dict[str, int], mass_g: int) -> dict[str, int]:
         out = {sym: mass_g * g // 1_000_000 for sym, g in per_t.items()}
@@ -618,6 +623,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--quick", action="store_true", help="10,000 records")
     ap.add_argument(
+        "--random-lot-ids",
+        action="store_true",
+        help="lot ids of 128 random bits instead of time-ordered ULIDs (worst case)",
+    )
+    ap.add_argument(
         "--stream-processes",
         default="1",
         help="verify_processes values for Store.append_stream runs (default 1; empty: none)",
@@ -662,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"building and signing {args.records:,} records (seed {args.seed}) ...", flush=True)
     t0 = time.perf_counter()
-    work = Builder(args.seed).build(args.records)
+    work = Builder(args.seed, random_lot_ids=args.random_lot_ids).build(args.records)
     gc.collect()
     gc.freeze()  # the pre-built workload is not garbage: keep the collector off it
     build_s = time.perf_counter() - t0
@@ -703,7 +713,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"  {len(work.records):,} records (+{len(work.setup)} setup) over {len(ORGS)} orgs, "
-        f"batch {args.batch}, built and signed in {build_s:.1f} s"
+        f"batch {args.batch}, built and signed in {build_s:.1f} s; lot ids: "
+        + ("random" if args.random_lot_ids else "time-ordered ULIDs")
     )
     print(f"  record bytes: mean {statistics.fmean(sizes):.0f}, min {min(sizes)}, max {max(sizes)}")
     mix = ", ".join(f"{k} {100 * v / len(work.records):.1f}" for k, v in work.mix.most_common())
