@@ -61,24 +61,13 @@ def lot_values(lot: Lot) -> tuple[Any, ...]:
     )
 
 
+_MUTABLE_AT = tuple(LOT_COLUMNS.index(c) for c in LOT_MUTABLE)
+
+
 def lot_mutable_values(lot: Lot) -> tuple[Any, ...]:
     """The UPDATE parameters: LOT_MUTABLE in order, then the id."""
-    return (
-        lot.remaining_g,
-        lot.status,
-        lot.custodian,
-        lot.head,
-        lot.updated_seq,
-        _json(lot.elements),
-        lot.held_status,
-        lot.transit_from,
-        lot.transit_to,
-        lot.transit_g,
-        lot.transit_loss_g,
-        lot.disposed_g,
-        lot.prev,
-        lot.id,
-    )
+    row = lot_values(lot)
+    return (*(row[i] for i in _MUTABLE_AT), lot.id)
 
 
 def _json(value: Any) -> str:
@@ -196,7 +185,7 @@ def write_projections(
             updated.append(lot_mutable_values(lot))
         else:
             created.append(lot_values(lot))
-    for chunk in _chunks(created, 5_000):
+    for chunk in chunks(created, 5_000):
         conn.exec_driver_sql(sql.insert_lots, chunk)
     if updated:
         conn.exec_driver_sql(sql.update_lots, updated)
@@ -214,10 +203,10 @@ def write_projections(
             [{"revoked_seq": r["revoked_seq"], "b_id": r["id"]} for r in revoked],
         )
     edge_rows = [(e.parent, e.child, e.seq, e.mass_g) for e in new_edges]
-    for chunk in _chunks(edge_rows, 5_000):
+    for chunk in chunks(edge_rows, 5_000):
         conn.exec_driver_sql(sql.insert_edges, chunk)
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

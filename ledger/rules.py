@@ -642,6 +642,17 @@ def _void(env: Envelope, state: StateView, seq: int) -> Effects:
     return Effects(lots=restored)
 
 
+def signing_key(env: Envelope, state: StateView) -> bytes | None:
+    """The raw public key ``env`` must verify under: its registered key, or — for
+    the genesis record only — the operator's own key in its body. None: unknown."""
+    key = state.key(env.key)
+    if key is not None:
+        return key.public_key
+    if state.empty and env.type == "org.register" and isinstance(env.body.get("public_key"), str):
+        return b64url_decode(env.body["public_key"])
+    return None
+
+
 def past_record(env: Envelope, seq: int) -> PastRecord:
     return PastRecord(env.hash, seq, env.type, env.actor, env.body)
 

@@ -39,6 +39,7 @@ from ledger.envelope import Envelope, parse_envelope
 from ledger.errors import Overloaded, RecordRefused, StoreUnavailable
 from ledger.rows import (
     Statements,
+    chunks,
     key_from_row,
     lot_from_row,
     org_from_row,
@@ -203,7 +204,7 @@ class Store:
         missing = sorted(wanted - self._key_cache.keys())
         if missing:
             with self.engine.connect() as conn:
-                for chunk in _chunks(missing, 500):
+                for chunk in chunks(missing, 500):
                     rows = conn.execute(
                         select(keys.c.id, keys.c.public_key).where(keys.c.id.in_(chunk))
                     )
@@ -397,7 +398,7 @@ class Store:
         """Idempotency: a stored id with the same bytes answers with the stored record."""
         ids = [e.id for i, e in enumerate(envs) if e is not None and results[i] is None]
         stored: dict[str, tuple[str, int]] = {}
-        for chunk in _chunks(ids, 500):
+        for chunk in chunks(ids, 500):
             for rid, rhash, rseq in conn.execute(
                 select(records.c.id, records.c.hash, records.c.seq).where(records.c.id.in_(chunk))
             ):
@@ -605,12 +606,8 @@ def _bad_signature(env: Envelope) -> RecordRefused:
 def _verify_deferred(env: Envelope, sig: bytes, state: MemoryState) -> None:
     """Check a signature whose key was unknown before the lock (added in this batch,
     or the genesis record's own key)."""
-    key = state.key(env.key)
-    if key is not None:
-        raw = key.public_key
-    elif state.empty and env.type == "org.register" and "public_key" in env.body:
-        raw = b64url_decode(env.body["public_key"])
-    else:
+    raw = rules.signing_key(env, state)
+    if raw is None:
         raise RecordRefused(
             "key.unknown",
             "no key with this id is registered; register it with key.add",
@@ -672,14 +669,9 @@ def _is_busy(exc: OperationalError) -> bool:
     return "database is locked" in text or "lock timeout" in text or "busy" in text
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _select_in(conn: Connection, table: Any, column: Any, values: Iterable[str]) -> list[Row[Any]]:
     out: list[Row[Any]] = []
-    for chunk in _chunks(sorted(set(values)), 500):
+    for chunk in chunks(sorted(set(values)), 500):
         out.extend(conn.execute(select(table).where(column.in_(chunk))).all())
     return out
 

@@ -17,7 +17,7 @@ from ledger import rules
 from ledger.envelope import Envelope, parse_at, parse_envelope
 from ledger.errors import RecordRefused
 from ledger.rows import edge_to_row, key_to_row, lot_to_row, org_to_row
-from ledger.signing import b64url_decode, decode_signature, load_public_key, record_hash, verify
+from ledger.signing import decode_signature, load_public_key, record_hash, verify
 from ledger.state import MemoryState
 from ledger.store import Store, StoredRecord
 from ledger.tables import PROJECTIONS
@@ -61,7 +61,7 @@ def replay_record(state: MemoryState, rec: StoredRecord, *, check_signature: boo
         if getattr(env, name) != value:
             raise Broken(rec.seq, f"stored column {name} disagrees with the signed envelope")
     if check_signature:
-        _check_signature(state, rec, env.key, env)
+        _check_signature(state, rec, env)
     try:
         effects = rules.apply(env, state, rec.seq, parse_at(rec.recorded_at))
     except RecordRefused as exc:
@@ -69,13 +69,9 @@ def replay_record(state: MemoryState, rec: StoredRecord, *, check_signature: boo
     state.apply(effects, rules.past_record(env, rec.seq))
 
 
-def _check_signature(state: MemoryState, rec: StoredRecord, kid: str, env: Envelope) -> None:
-    key = state.key(kid)
-    if key is not None:
-        raw = key.public_key
-    elif state.empty and rec.type == "org.register":
-        raw = b64url_decode(env.body.get("public_key", ""))
-    else:
+def _check_signature(state: MemoryState, rec: StoredRecord, env: Envelope) -> None:
+    raw = rules.signing_key(env, state)
+    if raw is None:
         raise Broken(rec.seq, "signed with a key the ledger never registered")
     try:
         sig = decode_signature(rec.sig)
