@@ -70,6 +70,7 @@ CODES: dict[str, str] = {
     "void.unsupported": "this kind of record cannot be voided",
     "void.already": "the record is already voided",
     "batch.too_large": "the batch holds more records than allowed",
+    "actor.not_authorised": "the record's actor is not the organisation of the API token",
     "batch.aborted": "not written: another record of this atomic batch was refused",
 }
 

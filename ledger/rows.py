@@ -15,7 +15,7 @@ from sqlalchemy import Engine, bindparam, insert, update
 from sqlalchemy.engine import Connection, Row
 
 from ledger.state import Edge, Key, Lot, Org
-from ledger.tables import keys, lot_edges, lots, orgs, records
+from ledger.tables import keys, lot_edges, lot_records, lots, orgs, records
 
 LOT_COLUMNS = tuple(c.name for c in lots.columns)  # lot_values() follows this order
 # What a record can change on an existing lot (material, origin, mass and units never change).
@@ -159,6 +159,7 @@ class Statements:
         self.insert_records = insert_sql(records)
         self.insert_lots = insert_sql(lots)
         self.insert_edges = insert_sql(lot_edges)
+        self.insert_lot_records = insert_sql(lot_records)
         sets = ", ".join(f"{c} = {mark}" for c in LOT_MUTABLE)
         self.update_lots = f"UPDATE lots SET {sets} WHERE id = {mark}"
         self.set_seq = f"UPDATE ledger_meta SET seq = {mark} WHERE id = 1"
@@ -172,6 +173,7 @@ def write_projections(
     new_orgs: Iterable[Org],
     changed_keys: Iterable[Key],
     new_edges: Sequence[Edge],
+    new_lot_records: Sequence[tuple[str, int]] = (),
     *,
     sql: Statements,
     stored_lots: Set[str] = frozenset(),
@@ -205,6 +207,8 @@ def write_projections(
     edge_rows = [(e.parent, e.child, e.seq, e.mass_g) for e in new_edges]
     for chunk in chunks(edge_rows, 5_000):
         conn.exec_driver_sql(sql.insert_edges, chunk)
+    for chunk in chunks(new_lot_records, 5_000):
+        conn.exec_driver_sql(sql.insert_lot_records, chunk)
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -198,6 +198,7 @@ class MemoryState:
         self.keys: dict[str, Key] = {}
         self.records: dict[str, PastRecord] = {}
         self.edges: list[Edge] = []
+        self.lot_records: list[tuple[str, int]] = []  # (lot, seq): each lot a record changed
         self.seq = 0
         self._record_loader = record_loader
         self._keep_records = keep_records
@@ -230,6 +231,7 @@ class MemoryState:
             self.keys[key.id] = key
         self.edges.extend(effects.edges)
         if record is not None:
+            self.lot_records.extend((lot_id, record.seq) for lot_id in {x.id for x in effects.lots})
             if self._keep_records:
                 self.records[record.hash] = record
             self.seq = max(self.seq, record.seq)

@@ -355,6 +355,7 @@ class Store:
                     new_orgs,
                     changed_keys.values(),
                     new_edges,
+                    state.lot_records,
                     stored_lots=stored_lots,
                     stored_keys=stored_keys,
                     sql=sql,
@@ -578,6 +579,7 @@ class Store:
                 state.orgs.values(),
                 state.keys.values(),
                 state.edges,
+                state.lot_records,
                 sql=self._sql,
             )
         self._forget()

@@ -31,7 +31,10 @@ SEQ = BigInteger().with_variant(Integer(), "sqlite")
 
 class RecordRow(SQLModel, table=True):
     __tablename__ = "records"
-    __table_args__ = (Index("ix_records_hash16", func.substr(text("hash"), 1, 16)),)
+    __table_args__ = (
+        Index("ix_records_hash16", func.substr(text("hash"), 1, 16)),
+        Index("ix_records_actor", "actor", "seq"),
+    )
     # On SQLite an INTEGER PRIMARY KEY is the rowid itself: no separate index to write.
     seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
     id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
@@ -102,6 +105,31 @@ class EdgeRow(SQLModel, table=True):
     mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class LotRecordRow(SQLModel, table=True):
+    """The record at ``seq`` changed lot ``lot``: a lot's history, and who ever acted on it
+    (``lot_records JOIN records ON records.seq = lot_records.seq``)."""
+
+    __tablename__ = "lot_records"
+    lot: str = Field(sa_column=Column(String(64), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+
+
+class TokenRow(SQLModel, table=True):
+    """An API bearer token: only its SHA-256 is stored (see ledger/tokens.py).
+
+    Not part of the ledger: tokens are operational secrets, issued and revoked
+    by whoever runs the server, so this table is neither signed nor append-only.
+    """
+
+    __tablename__ = "api_tokens"
+    id: str = Field(sa_column=Column(String(24), primary_key=True))
+    org: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+    label: str = Field(sa_column=Column(String(200), nullable=False))
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))
+    revoked_at: str | None = Field(default=None, sa_column=Column(String(32)))
+
+
 class MetaRow(SQLModel, table=True):
     """One row: the last sequence number. Writers lock it (the sequencer)."""
 
@@ -121,6 +149,8 @@ lots = table(LotRow)
 orgs = table(OrgRow)
 keys = table(KeyRow)
 lot_edges = table(EdgeRow)
+lot_records = table(LotRecordRow)
+api_tokens = table(TokenRow)
 ledger_meta = table(MetaRow)
 metadata = SQLModel.metadata
 
@@ -135,4 +165,4 @@ def by_hash_prefix(hashes: Iterable[str]) -> Any:
     return func.substr(records.c.hash, 1, 16).in_(sorted({h[:16] for h in hashes}))
 
 
-PROJECTIONS = (lots, orgs, keys, lot_edges)
+PROJECTIONS = (lots, orgs, keys, lot_edges, lot_records)

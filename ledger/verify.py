@@ -118,6 +118,7 @@ def _compare_projections(store: Store, state: MemoryState) -> None:
         "orgs": [(org_to_row(x), x.registered_seq) for x in state.orgs.values()],
         "keys": [(key_to_row(x), x.revoked_seq or x.added_seq) for x in state.keys.values()],
         "lot_edges": [(edge_to_row(x), x.seq) for x in state.edges],
+        "lot_records": [({"lot": lot, "seq": seq}, seq) for lot, seq in state.lot_records],
     }
     stored = store.projection_rows()
     for table in PROJECTIONS:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ledger.database import database_url, has_schema, migrate
 from ledger.errors import LedgerError, RecordRefused
 from ledger.store import Appended, Store
+from ledger.tokens import issue_token, list_tokens, revoke_token
 from ledger.verify import rebuild, verify_store
 from producers.bootstrap import admit, genesis
 from producers.demo import seed_demo
@@ -250,6 +251,88 @@ def _report(results: list[Any], labels: list[str]) -> None:
     for label, result in zip(labels, results, strict=True):
         if not isinstance(result, Appended):
             raise click.ClickException(f"{label} refused: {result}")
+
+
+@main.command()
+@DB_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
+def serve(db: str | None, host: str, port: int, workers: int) -> None:
+    """Serve the GraphQL API (GraphiQL at /graphql, health at /health)."""
+    import uvicorn
+
+    store, url = open_store(db)
+    try:
+        empty = store.last_seq() == 0
+    finally:
+        store.close()
+    if empty:
+        raise click.ClickException(
+            "the ledger is empty; run `rledger init` or `rledger demo` first"
+        )
+    # The workers open the store themselves from the environment (uvicorn's factory).
+    os.environ["RLEDGER_DB"] = url
+    click.echo(f"serving {_safe(url)} on http://{host}:{port}/graphql", err=True)
+    uvicorn.run(
+        "schema.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+@main.group()
+def token() -> None:
+    """API bearer tokens (only their hash is stored)."""
+
+
+@token.command("create")
+@click.option("--org", "org_id", required=True, help="The organisation the token acts for.")
+@click.option("--label", default="", help="A note for `token list`, e.g. who holds it.")
+@DB_OPTION
+def token_create(org_id: str, label: str, db: str | None) -> None:
+    """Issue a token for ORG and print it alone on stdout (it is shown only once)."""
+    store, _ = open_store(db)
+    try:
+        text = issue_token(store.engine, org_id, label=label)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(text)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@DB_OPTION
+def token_revoke(token_id: str, db: str | None) -> None:
+    """Revoke the token whose id is TOKEN_ID (see `token list`); it stops working at once."""
+    store, _ = open_store(db)
+    try:
+        done = revoke_token(store.engine, token_id)
+    finally:
+        store.close()
+    if not done:
+        raise click.ClickException(f"no active token with id {token_id}; see `rledger token list`")
+    click.echo(f"revoked {token_id}")
+
+
+@token.command("list")
+@click.option("--org", "org_id", default=None)
+@DB_OPTION
+def token_list(org_id: str | None, db: str | None) -> None:
+    """List tokens (ids, organisations, labels; never the secrets)."""
+    store, _ = open_store(db)
+    try:
+        infos = list_tokens(store.engine, org_id)
+    finally:
+        store.close()
+    for info in infos:
+        state = f"revoked {info.revoked_at}" if info.revoked_at else "active"
+        click.echo(f"{info.id}  {info.org:<32} {info.created_at}  {state}  {info.label}")
 
 
 @main.command()

@@ -32,7 +32,16 @@ from ledger.database import (
 from ledger.tables import metadata
 from ledger.verify import verify_store
 
-TABLES = {"records", "lots", "orgs", "keys", "lot_edges", "ledger_meta"}
+TABLES = {
+    "records",
+    "lots",
+    "orgs",
+    "keys",
+    "lot_edges",
+    "lot_records",
+    "ledger_meta",
+    "api_tokens",
+}
 
 
 @pytest.fixture

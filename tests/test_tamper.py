@@ -497,6 +497,17 @@ PROJECTION_TAMPERS = {
         "INSERT INTO lot_edges (seq, parent, child, mass_g) VALUES (12, 'lot:s', 'lot:zz', 5)",
         None,
     ),
+    # lot_records decides who "handled" a lot, and so who may read it through the API.
+    "extra lot record": (
+        "lot_records",
+        "INSERT INTO lot_records (lot, seq) VALUES ('lot:s', 2)",
+        None,
+    ),
+    "missing lot record": (
+        "lot_records",
+        "DELETE FROM lot_records WHERE lot = 'lot:s' AND seq = 10",
+        10,
+    ),
 }
 
 
