@@ -8,6 +8,7 @@ unless ``--keys DIR`` says otherwise.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -132,9 +133,41 @@ def demo(db: str | None, keys_dir: Path | None, months: int, seed: int) -> None:
     for family, grams in sorted(summary.by_family.items()):
         click.echo(f"  collected {family:<11} {grams // 1000:>14,} kg")
     click.echo(f"verify: {report}")
-    click.echo("next: `rledger verify`, `rledger rebuild`; the GraphQL service comes in issue 2/8")
     if not report.ok:
         sys.exit(1)
+    _print_demo_access(url, db)
+
+
+# Who gets a demo token, and why a visitor would want to be them.
+DEMO_VIEWERS = (
+    ("org:gd-eco-regulator", "regulator: reads everything"),
+    ("org:gz-automaker-demo", "automaker: its battery packs and their lineage"),
+    ("org:gd-collector-1", "collector: its own lots and those it handled"),
+)
+DEMO_QUERY = '{ lots(first: 3, filter: {material: "batteries"}) { edges { node { id material massG status custodian { name } } } } }'
+
+
+def _print_demo_access(url: str, db: str | None) -> None:
+    """Fresh demo tokens (only their hashes are stored) and a query to try."""
+    store = Store.open(url)
+    try:
+        tokens = [
+            (org, why, issue_token(store.engine, org, label="demo")) for org, why in DEMO_VIEWERS
+        ]
+    finally:
+        store.close()
+    click.echo("\ndemo tokens (shown once; `rledger token list` / `token revoke ID`):")
+    for org, why, text in tokens:
+        click.echo(f"  {org:<24} {why}\n    {text}")
+    db_arg = f" --db {db}" if db else ""
+    click.echo(
+        f"\nserve it:  rledger serve{db_arg}   (GraphiQL: http://127.0.0.1:8000/graphql;"
+        ' set the header {"Authorization": "Bearer <token>"})\n'
+        "then, e.g.:\n"
+        "  curl -s http://127.0.0.1:8000/graphql -H 'content-type: application/json' \\\n"
+        f"    -H 'authorization: Bearer {tokens[0][2]}' \\\n"
+        f"    -d '{json.dumps({'query': DEMO_QUERY})}'"
+    )
 
 
 @main.command()
@@ -256,7 +289,7 @@ def _report(results: list[Any], labels: list[str]) -> None:
 @main.command()
 @DB_OPTION
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=int, envvar="RLEDGER_PORT")
 @click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
 def serve(db: str | None, host: str, port: int, workers: int) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql, health at /health)."""
