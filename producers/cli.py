@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
 from ledger.database import database_url, has_schema, migrate
-from ledger.errors import LedgerError, RecordRefused
+from ledger.errors import LedgerError
 from ledger.store import Appended, Store
 from ledger.tokens import issue_token, list_tokens, revoke_token
 from ledger.verify import rebuild, verify_store
@@ -224,60 +224,171 @@ def org_add(
 @main.command()
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option("--key", "key_file", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--actor", default=None, help="Org id (default: the org the key is registered to).")
-@click.option("--batch", "batch_size", default=500, show_default=True)
+@click.option(
+    "--actor",
+    default=None,
+    help="Org id (default: the org the key is registered to; with --url, the token's org).",
+)
+@click.option("--batch", "batch_size", default=500, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--atomic", is_flag=True, help="All-or-nothing per batch.")
+@click.option(
+    "--url", default=None, help="Submit over the API at URL (e.g. http://127.0.0.1:8000)."
+)
+@click.option(
+    "--token",
+    default=None,
+    envvar="RLEDGER_TOKEN",
+    show_envvar=True,
+    help="API token for --url (prefer the environment variable: it stays out of shell history).",
+)
 @DB_OPTION
 def submit(
-    file: Path, key_file: Path, actor: str | None, batch_size: int, atomic: bool, db: str | None
+    file: Path,
+    key_file: Path,
+    actor: str | None,
+    batch_size: int,
+    atomic: bool,
+    url: str | None,
+    token: str | None,
+    db: str | None,
 ) -> None:
-    """Sign the drafts in FILE.jsonl and append them.
+    """Sign the drafts in FILE.jsonl and append them (to --db, or over the API at --url).
 
-    Each line is a draft {"type", "body", "id"?, "at"?, "parents"?} (signed
-    here; parents default to the lots' current heads) or an already signed
-    {"envelope", "signature"} (appended as it is).
+    Each line is a draft {"type", "body", "id"?, "at"?, "parents"?, "actor"?}
+    (signed here; parents default to the lots' current heads) or an already
+    signed {"envelope", "signature"} (sent as it is). Other members of a draft
+    (e.g. an importer's "ticket") are ignored. Every refused line is listed
+    (line, record id, code, path, message); the exit status is 1 if any was.
     """
-    store, _ = open_store(db)
-    refused = 0
+    if url is not None and db is not None:
+        raise click.UsageError("give --url (the API) or --db (a database), not both")
+    if url is not None and not token:
+        raise click.UsageError("--url needs a token: set RLEDGER_TOKEN (or pass --token)")
+    try:
+        lines = parse_lines(list(enumerate(file.read_text(encoding="utf-8").splitlines(), 1)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{file}: {exc}; nothing was submitted") from None
     try:
         private = read_private_key(key_file)
-        signer = Signer(actor or "", private)
-        if not actor:
+    except ValueError as exc:
+        raise click.ClickException(f"{key_file}: not a private key ({exc})") from None
+    signer = Signer(actor or "", private)
+    failure: str | None = None
+    with tqdm(total=len(lines), unit="rec", disable=None, file=sys.stderr) as bar:
+        if url is not None:
+            failure = _submit_http(lines, signer, url, token or "", batch_size, atomic, bar.update)
+        else:
+            failure = _submit_db(lines, signer, db, batch_size, atomic, bar.update)
+    refused = existing = unsent = 0
+    for line in lines:
+        if line.result is None:
+            unsent += 1
+        elif (why := line.refusal) is not None:
+            refused += 1
+            click.echo(f"line {line.number}: refused {why}", err=True)
+        elif getattr(line.result, "existing", False):
+            existing += 1
+    appended = len(lines) - refused - unsent
+    tally = f"{appended} appended, {refused} refused"
+    if existing:
+        tally += f" ({existing} of the appended were already stored)"
+    if unsent:
+        tally += f"; {unsent} not sent"
+    click.echo(tally)
+    if failure is not None:
+        if appended or refused:
+            failure += (
+                "\nthe lines before the batch that failed were submitted; submitting the file "
+                "again is safe for drafts with an id (stored records answer as already stored)"
+            )
+        raise click.ClickException(failure)
+    if refused:
+        sys.exit(1)
+
+
+def _submit_db(
+    lines: list[Any],
+    signer: Signer,
+    db: str | None,
+    batch_size: int,
+    atomic: bool,
+    progress: Any,
+) -> str | None:
+    from producers.submit import check_actor
+
+    store, _ = open_store(db)
+    try:
+        if not signer.actor:
             owner = store.key_owner(signer.key_id)
             if owner is None:
                 raise click.ClickException(
                     "this key is not registered; pass --actor or add the key"
                 )
             signer.actor = owner
-        texts = file.read_text(encoding="utf-8").splitlines()
-        total = 0
-        with tqdm(total=len(texts), unit="rec", disable=None, file=sys.stderr) as bar:
-            for start in range(0, len(texts), batch_size):
-                chunk = list(enumerate(texts[start : start + batch_size], start + 1))
-                try:
-                    lines = parse_lines(chunk)
-                except ValueError as exc:
-                    raise click.ClickException(str(exc)) from None
-                submit_lines(
-                    lines,
-                    signer,
-                    lambda b: store.append(b, atomic=atomic),
-                    store.heads,
-                    atomic=atomic,
-                )
-                for line in lines:
-                    total += 1
-                    if isinstance(line.result, RecordRefused):
-                        refused += 1
-                        click.echo(f"line {line.number}: refused {line.result}", err=True)
-                bar.update(len(chunk))
+        try:
+            check_actor(lines, signer.actor)
+        except ValueError as exc:
+            raise click.ClickException(f"{exc}; nothing was submitted") from None
+        for start in range(0, len(lines), batch_size):
+            chunk = lines[start : start + batch_size]
+            submit_lines(
+                chunk, signer, lambda b: store.append(b, atomic=atomic), store.heads, atomic=atomic
+            )
+            progress(len(chunk))
     except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
+        return str(exc)
     finally:
         store.close()
-    click.echo(f"{total - refused} appended, {refused} refused")
-    if refused:
-        sys.exit(1)
+    return None
+
+
+def _submit_http(
+    lines: list[Any],
+    signer: Signer,
+    url: str,
+    token: str,
+    batch_size: int,
+    atomic: bool,
+    progress: Any,
+) -> str | None:
+    from producers.client import ClientError, LedgerClient
+    from producers.submit import check_actor
+
+    with LedgerClient(url, token) as client:
+        try:
+            if not signer.actor:
+                signer.actor = _token_org(client)
+            check_actor(lines, signer.actor)
+        except ClientError as exc:
+            raise click.ClickException(str(exc)) from None
+        except ValueError as exc:
+            raise click.ClickException(f"{exc}; nothing was submitted") from None
+        try:
+            client.sign_and_submit(
+                lines, signer, batch_size=batch_size, atomic=atomic, on_batch=progress
+            )
+        except ClientError as exc:
+            return str(exc)
+    return None
+
+
+def _token_org(client: Any) -> str:
+    """The organisation the API token acts for (what a record's actor must be), if the
+    API says (``viewer { org }``); otherwise the user must name it with --actor."""
+    from producers.client import QueryError, RequestRejected
+
+    try:
+        data = client.query("query Viewer { viewer { org } }", retry=True)
+    except (RequestRejected, QueryError):
+        data = {}
+    viewer = data.get("viewer")
+    org = viewer.get("org") if isinstance(viewer, dict) else None
+    if not isinstance(org, str):
+        raise click.ClickException(
+            "the API does not say which organisation this token is for; "
+            "pass --actor ORG (the token's organisation)"
+        )
+    return org
 
 
 def _report(results: list[Any], labels: list[str]) -> None:
@@ -392,6 +503,47 @@ def rebuild_cmd(db: str | None) -> None:
     finally:
         store.close()
     click.echo(f"rebuilt from {state.seq} records: {len(state.lots)} lots, {len(state.orgs)} orgs")
+
+
+@main.command("import-weighbridge")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Drafts (JSONL)."
+)
+@click.option("--site", default=None, help="Refuse the file unless every ticket is this org's.")
+def import_weighbridge(file: Path, out: Path, site: str | None) -> None:
+    """Turn weighbridge tickets (CSV, docs/weighbridge-csv.md) into drafts for `rledger submit`.
+
+    in -> create, out -> transfer, received -> receive; masses in exact
+    grams (net = gross - tare). Every bad row is listed (row, column, rule)
+    and nothing is written if there is one. Importing a ticket again gives
+    the same record id, so it can never be counted twice.
+    """
+    from producers.weighbridge import WeighbridgeError, read_tickets, write_drafts
+
+    try:
+        tickets = read_tickets(file)
+    except WeighbridgeError as exc:
+        for error in exc.errors:
+            click.echo(f"{file.name}: {error}", err=True)
+        raise click.ClickException(
+            f"{len(exc.errors)} problem(s) in {file.name}; nothing was written to {out}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {file}: {exc}") from None
+    if site is not None and tickets[0].site != site:
+        raise click.ClickException(
+            f"{file.name} holds {tickets[0].site}'s tickets, not {site}'s; nothing was written"
+        )
+    write_drafts([t.draft() for t in tickets], out)
+    counts = {d: sum(t.direction == d for t in tickets) for d in ("in", "out", "received")}
+    net_g = sum(t.net_g for t in tickets if t.direction == "in")
+    click.echo(
+        f"{len(tickets)} tickets of {tickets[0].site} -> {out}: {counts['in']} in (create, "
+        f"{net_g // 1000:,}.{net_g % 1000:03d} kg net), {counts['out']} out (transfer), "
+        f"{counts['received']} received (receive)"
+    )
+    click.echo(f"next: rledger submit {out} --key <{tickets[0].site}'s key> (--db … or --url …)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -125,7 +126,9 @@ def test_commands_need_an_initialised_ledger(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "rledger init" in proc.stderr
 
 
-@pytest.mark.parametrize("command", ["init", "keygen", "org", "submit", "verify", "rebuild"])
+@pytest.mark.parametrize(
+    "command", ["init", "keygen", "org", "submit", "verify", "rebuild", "serve", "token", "demo"]
+)
 def test_every_command_has_help(command: str, tmp_path: Path) -> None:
     assert "Usage" in run(command, "--help", cwd=tmp_path).stdout
 
@@ -135,5 +138,27 @@ def test_demo_initialises_seeds_and_verifies_and_is_idempotent(tmp_path: Path) -
     assert "verify: ok" in first.stdout
     assert all(f"collected {f}" in first.stdout for f in ("steel", "paper", "batteries", "tyres"))
     again = run("demo", "--months", "1", cwd=tmp_path)
-    assert first.stdout == again.stdout
+    # The ledger part is the same; the demo tokens are new each run (only hashes are stored).
+    ledger_part = first.stdout.split("demo tokens")[0]
+    assert ledger_part == again.stdout.split("demo tokens")[0]
+    tokens = re.findall(r"rlt_[a-z2-7]{12}_[A-Za-z0-9_-]{43}", first.stdout)
+    again_tokens = re.findall(r"rlt_[a-z2-7]{12}_[A-Za-z0-9_-]{43}", again.stdout)
+    assert len(set(tokens)) == 3 and not set(tokens) & set(again_tokens)
     assert "ok:" in run("verify", cwd=tmp_path).stdout
+    listed = run("token", "list", cwd=tmp_path).stdout
+    assert len(listed.splitlines()) == 6 and "rlt_" not in listed, "ids only, never secrets"
+
+
+def test_token_create_prints_the_token_alone_and_revoke_stops_it(tmp_path: Path) -> None:
+    run("demo", "--months", "1", cwd=tmp_path)
+    made = run("token", "create", "--org", "org:gd-collector-1", cwd=tmp_path)
+    token = made.stdout.strip()
+    assert made.stdout == token + "\n" and re.fullmatch(
+        r"rlt_[a-z2-7]{12}_[A-Za-z0-9_-]{43}", token
+    )
+    token_id = token.split("_")[1]
+    assert "revoked" in run("token", "revoke", token_id, cwd=tmp_path).stdout
+    again = run("token", "revoke", token_id, cwd=tmp_path, ok=False)
+    assert again.returncode != 0 and "no active token" in again.stderr
+    ghost = run("token", "create", "--org", "org:ghost", cwd=tmp_path, ok=False)
+    assert ghost.returncode != 0 and "org:ghost" in ghost.stderr and "rlt_" not in ghost.stdout
