@@ -1,0 +1,240 @@
+"""The ASGI app: ``POST /graphql`` (and GET for queries and GraphiQL), ``GET /health``.
+
+A request to /graphql, in order (each step's failure is a GraphQL error with
+the contract's code and HTTP status, schema/errors.py):
+
+1. ``GET`` from a browser without a query: the GraphiQL page (no token).
+2. ``Content-Length`` over ``max_body_bytes``: 413 REQUEST_TOO_LARGE, before
+   anything else is read.
+3. ``Authorization: Bearer <token>`` → a :class:`ledger.access.Viewer`
+   (schema/auth.py): 401 UNAUTHENTICATED, or 503 if the database is down.
+4. The body, counted as it streams in (413 as soon as it passes the limit,
+   whatever Content-Length claimed), decoded as ``{"query", "variables"?,
+   "operationName"?}`` (400 BAD_REQUEST otherwise). GET takes the same three
+   from the query string and may only run queries.
+5. ``schema.execute`` (schema/root.py) with a fresh :class:`Context`: limits,
+   parse, validate, resolve — ``recordEvents`` goes on to
+   schema/mutations.py and from there to ``Store.append`` in a worker thread.
+6. The response: 200 with ``data``; or, with errors, the most severe error's
+   status (503 adds ``Retry-After: 1``).
+
+An exception that escapes all this is logged with a reference id and answered
+500 INTERNAL "internal error; reference <id>" — no stack trace, and neither
+the Authorization header nor the body is ever logged.
+
+``rledger serve`` runs :func:`create_app_from_env` under uvicorn (``--factory``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from ledger.database import database_url
+from ledger.store import Store
+from schema.auth import Authenticator
+from schema.context import Context
+from schema.errors import ApiError, error_body, http_status, internal
+from schema.limits import Limits
+from schema.root import schema
+
+GRAPHIQL_HTML = get_graphql_ide_html("graphiql")
+_OPERATIONS = {"GET": OperationType.from_http("GET"), "POST": OperationType.from_http("POST")}
+RETRY_AFTER_SECONDS = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+
+
+class GraphQLEndpoint:
+    """Serves /graphql for one store; ``create_app`` mounts it."""
+
+    def __init__(
+        self, store: Store, limits: Limits, authenticator: Authenticator, *, graphiql: bool
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.authenticator = authenticator
+        self.graphiql = graphiql
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            if request.method == "GET" and _wants_html(request):
+                if self.graphiql:
+                    return HTMLResponse(GRAPHIQL_HTML)
+                raise ApiError("BAD_REQUEST", "GraphiQL is turned off; POST queries to /graphql")
+            self._check_declared_size(request)
+            viewer = await self.authenticator.viewer(request.headers.get("authorization"))
+            operation = await self._read_operation(request)
+            context = Context.for_viewer(self.store, viewer, request=request, limits=self.limits)
+            result = await schema.execute(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=context,
+                operation_name=operation.operation_name,
+                allowed_operation_types=_OPERATIONS[request.method],
+            )
+            return _result_response(result)
+        except ApiError as exc:
+            return _error_response(exc)
+        except Exception as exc:  # the last line of defence: never a stack trace
+            return _error_response(internal(exc, f"{request.method} {request.url.path}"))
+
+    def _check_declared_size(self, request: Request) -> None:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limits.max_body_bytes:
+            raise self._too_large()
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The body, refused as soon as it passes the limit (chunked bodies declare no size)."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.limits.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self) -> ApiError:
+        return ApiError(
+            "REQUEST_TOO_LARGE",
+            f"the request body is over {self.limits.max_body_bytes} bytes: send the "
+            f"events in smaller batches (at most {self.limits.max_batch} per call)",
+        )
+
+    async def _read_operation(self, request: Request) -> GraphQLRequest:
+        if request.method == "GET":
+            params = request.query_params
+            variables = params.get("variables")
+            return _operation(
+                {
+                    "query": params.get("query"),
+                    "variables": _json(variables, "variables") if variables else None,
+                    "operationName": params.get("operationName"),
+                }
+            )
+        return _operation(_json(await self._read_body(request), "the request body"))
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "query" not in request.query_params and ("text/html" in accept or "*/*" in accept)
+
+
+def _json(text: bytes | str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested arrays
+        raise ApiError(
+            "BAD_REQUEST",
+            f"{what} is not JSON: send "
+            '{"query": "...", "variables": {...}} with Content-Type: application/json',
+        ) from None
+
+
+def _operation(data: Any) -> GraphQLRequest:
+    if not isinstance(data, dict):
+        raise ApiError(
+            "BAD_REQUEST",
+            'the request must be one JSON object {"query": "...", "variables": {...}}; '
+            "batches of operations are not accepted (send a list of events to "
+            "recordEvents instead)",
+        )
+    query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+    if not isinstance(query, str):
+        raise ApiError("BAD_REQUEST", 'the request has no query: send {"query": "..."}')
+    if variables is not None and not isinstance(variables, dict):
+        raise ApiError("BAD_REQUEST", "variables must be a JSON object (name to value)")
+    if name is not None and not isinstance(name, str):
+        raise ApiError("BAD_REQUEST", "operationName must be a string")
+    return GraphQLRequest(query, variables, name)
+
+
+def _result_response(result: ExecutionResult) -> Response:
+    body: dict[str, Any] = {"data": result.data}
+    if not result.errors:
+        return JSONResponse(body)
+    body["errors"] = [e.formatted for e in result.errors]
+    status = http_status(result.errors)
+    return JSONResponse(body, status_code=status, headers=_headers(status))
+
+
+def _error_response(error: ApiError) -> Response:
+    return JSONResponse(error_body(error), status_code=error.status, headers=_headers(error.status))
+
+
+def _headers(status: int) -> dict[str, str]:
+    if status == 503:
+        return {"Retry-After": RETRY_AFTER_SECONDS}
+    if status == 401:
+        return {"WWW-Authenticate": 'Bearer realm="rledger"'}  # RFC 6750 §3
+    return {}
+
+
+def create_app(
+    store: Store,
+    *,
+    limits: Limits | None = None,
+    graphiql: bool = True,
+    token_ttl: float | None = None,
+    close_store: bool = False,
+) -> Starlette:
+    """The API over ``store``. ``token_ttl``: seconds a token check is cached
+    (revocation takes effect within it; schema/auth.py). ``close_store``: close
+    the store when the app shuts down (for a store the app opened itself)."""
+    limits = limits or Limits()
+    authenticator = (
+        Authenticator(store) if token_ttl is None else Authenticator(store, ttl=token_ttl)
+    )
+    endpoint = GraphQLEndpoint(store, limits, authenticator, graphiql=graphiql)
+
+    async def health(_request: Request) -> Response:
+        try:
+            seq = await anyio.to_thread.run_sync(store.last_seq)
+        except SQLAlchemyError:
+            return JSONResponse({"status": "unavailable"}, status_code=503, headers=_headers(503))
+        return JSONResponse({"status": "ok", "seq": seq})
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if close_store:
+                store.close()
+
+    return Starlette(
+        routes=[
+            Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def create_app_from_env() -> Starlette:
+    """The uvicorn factory (``schema.app:create_app_from_env``, ``factory=True``):
+    the store at ``RLEDGER_DB`` (a SQLite path or a database URL; default rledger.db).
+    ``RLEDGER_GRAPHIQL=0`` turns the GraphiQL page off."""
+    store = Store.open(database_url(os.environ.get("RLEDGER_DB")))
+    graphiql = os.environ.get("RLEDGER_GRAPHIQL", "1") not in ("0", "false", "no")
+    return create_app(store, graphiql=graphiql, close_store=True)

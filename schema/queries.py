@@ -1,0 +1,124 @@
+"""The ``Query`` root: reading lots, events, lineage and organisations.
+
+Thin resolvers: each turns its arguments into a ledger read through this
+request's loaders (schema/loaders.py, scoped to the token's organisation)
+and the result into GraphQL types (schema/types.py). Who may read what is
+decided in ledger/access.py; a lot or event the viewer may not read answers
+exactly like one that does not exist (null, or absent from a list).
+
+Bad arguments — ``first`` above the cap, ``maxDepth`` out of range, a cursor
+of another list, a time without a zone, a malformed region — are GraphQL
+errors with ``extensions.code = "BAD_USER_INPUT"`` and
+``extensions.argument`` naming the argument.
+"""
+
+from __future__ import annotations
+
+import strawberry
+
+from ledger import queries
+from schema.types import (
+    Direction,
+    Event,
+    EventConnection,
+    EventFilter,
+    Info,
+    Lineage,
+    Lot,
+    LotConnection,
+    LotFilter,
+    Organisation,
+    after_event,
+    after_lot,
+)
+
+
+async def lot(info: Info, id: strawberry.ID) -> Lot | None:
+    found = await info.context.loaders.lot.load(str(id))
+    return None if found is None else Lot.of(found)
+
+
+async def lots(
+    info: Info,
+    filter: LotFilter | None = None,
+    first: int | None = queries.DEFAULT_PAGE,
+    after: str | None = None,
+) -> LotConnection:
+    where = filter.to_ledger() if filter is not None else queries.LotFilter()
+    page = await info.context.loaders.lots_page(where, first, after_lot(after))
+    return LotConnection.of(page)
+
+
+async def event(info: Info, hash: str) -> Event | None:
+    found = await info.context.loaders.event_by_hash.load(hash.lower())
+    return None if found is None else Event.of(found)
+
+
+async def events(
+    info: Info,
+    filter: EventFilter | None = None,
+    first: int | None = queries.DEFAULT_PAGE,
+    after: str | None = None,
+) -> EventConnection:
+    where = filter.to_ledger() if filter is not None else queries.EventFilter()
+    page = await info.context.loaders.events_page(where, first, after_event(after))
+    return EventConnection.of(page)
+
+
+async def lineage(
+    info: Info,
+    lot: strawberry.ID,
+    direction: Direction | None = Direction.UPSTREAM,
+    max_depth: int | None = queries.DEFAULT_LINEAGE_DEPTH,
+) -> Lineage | None:
+    way = direction or Direction.UPSTREAM
+    depth = queries.DEFAULT_LINEAGE_DEPTH if max_depth is None else max_depth
+    found = await info.context.loaders.lineage(str(lot), way.to_ledger(), depth)
+    return None if found is None else Lineage.of(found, way)
+
+
+async def organisation(info: Info, id: strawberry.ID) -> Organisation | None:
+    found = await info.context.loaders.org.load(str(id))
+    return None if found is None else Organisation.of(found)
+
+
+async def organisations(info: Info) -> list[Organisation]:
+    return [Organisation.of(o) for o in await info.context.loaders.all_orgs()]
+
+
+@strawberry.type(description="Reads. Every operation needs an API token (Authorization: Bearer).")
+class Query:
+    lot: Lot | None = strawberry.field(
+        resolver=lot,
+        description="A lot by id; null when there is none or the token's organisation may "
+        "not read it (the two are indistinguishable).",
+    )
+    lots: LotConnection = strawberry.field(
+        resolver=lots,
+        description=f"The lots the token's organisation may read that match filter, ordered "
+        f"by id; first at most {queries.MAX_PAGE}. Page on with after: pageInfo.endCursor.",
+    )
+    event: Event | None = strawberry.field(
+        resolver=event,
+        description="A record by its hash (lowercase hex); null when there is none or the "
+        "token's organisation may not read it.",
+    )
+    events: EventConnection = strawberry.field(
+        resolver=events,
+        description=f"The records the token's organisation may read that match filter, in "
+        f"ledger order (by seq); first at most {queries.MAX_PAGE}.",
+    )
+    lineage: Lineage | None = strawberry.field(
+        resolver=lineage,
+        description=f"Where a lot came from (UPSTREAM) or went (DOWNSTREAM): the lots and "
+        f"the masses between them, up to maxDepth levels (at most "
+        f"{queries.MAX_LINEAGE_DEPTH}) and {queries.LINEAGE_NODE_CAP} lots. Null when the lot "
+        "is missing or not readable. Only lots the token's organisation may read are walked "
+        "and shown.",
+    )
+    organisation: Organisation | None = strawberry.field(
+        resolver=organisation, description="An organisation by id; null when none is registered."
+    )
+    organisations: list[Organisation] = strawberry.field(
+        resolver=organisations, description="Every registered organisation, by id."
+    )
