@@ -1,16 +1,41 @@
 """Who may read what (DESIGN.md "API": access).
 
-A participant reads its own lots and the lots it handled; a producer also
-reads the lineage of what it placed on the market; a regulator (and the
-operator) reads everything. Decided here, from values the caller passes in,
-so the GraphQL layer holds no access rules of its own.
+The policy, decided here and nowhere else:
+
+* **regulators and the operator** read everything;
+* **every participant** reads a lot it holds now (its custodian), a lot in
+  transit to it, and a lot it *handled*: it signed a record that changed the
+  lot (``lot_records``: a create, transfer, receive, split, merge, transform,
+  status, dispose or void of that lot);
+* **a producer** (role ``producer``) also reads the lineage of the lots it
+  created — those whose creating record it signed, i.e. what it placed on
+  the market — upstream and downstream along ``lot_edges``, at most
+  :data:`PRODUCER_LINEAGE_DEPTH` edges away, never through a ``void`` lot;
+* an **event** (a record) is readable by the organisation that signed it and
+  by anyone who may read a lot the record changed;
+* **organisations** (ids, names, roles, regions) are readable by every
+  authenticated participant.
+
+Anything else answers exactly as if it did not exist, so existence does not
+leak. This module holds the decisions as pure functions of values the caller
+passes in (:func:`read_scope`, :func:`may_read_lot`, :func:`may_read_event`);
+``ledger.queries`` turns the same :class:`ReadScope` into SQL so that lists
+are filtered in the database, and the tests check both agree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
+from enum import StrEnum
 
 EVERYTHING = frozenset({"regulator", "operator"})
+PRODUCER = "producer"
+# How far (in lot_edges) a producer's lineage reaches from a lot it created.
+# A battery pack's life — retire, dismantle, black mass, hydrometallurgy,
+# sulfate, cathode, new pack — is under a dozen edges; 50 leaves room and
+# keeps the recursive walk that computes the set bounded.
+PRODUCER_LINEAGE_DEPTH = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,4 +51,77 @@ class Viewer:
 
     @property
     def is_producer(self) -> bool:
-        return "producer" in self.roles
+        return PRODUCER in self.roles
+
+
+class Ground(StrEnum):
+    """A reason a participant may read a lot."""
+
+    CUSTODIAN = "custodian"  # it holds the lot now
+    IN_TRANSIT_TO = "in_transit_to"  # the lot is on its way to it
+    HANDLED = "handled"  # it signed a record that changed the lot
+    PRODUCER_LINEAGE = "producer_lineage"  # lineage of a lot it created (producers)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadScope:
+    """What one viewer may read, in the form the SQL layer needs.
+
+    ``everything``: no filter at all. Otherwise a lot is readable on any of
+    ``grounds`` for ``org``; ``lineage_depth`` bounds the producer's walk.
+    """
+
+    org: str
+    everything: bool
+    grounds: frozenset[Ground]
+    lineage_depth: int = PRODUCER_LINEAGE_DEPTH
+
+
+def read_scope(viewer: Viewer) -> ReadScope:
+    """The viewer's read scope: the one place roles turn into read rights."""
+    if viewer.reads_everything:
+        return ReadScope(viewer.org, True, frozenset(Ground))
+    grounds = {Ground.CUSTODIAN, Ground.IN_TRANSIT_TO, Ground.HANDLED}
+    if viewer.is_producer:
+        grounds.add(Ground.PRODUCER_LINEAGE)
+    return ReadScope(viewer.org, False, frozenset(grounds))
+
+
+@dataclass(frozen=True, slots=True)
+class LotFacts:
+    """What the decision about one lot depends on.
+
+    ``actors``: every organisation that signed a record which changed the lot.
+    ``in_lineage_of``: producers in whose lineage set the lot lies (see the
+    module docstring: within :data:`PRODUCER_LINEAGE_DEPTH` edges of a lot
+    the producer created).
+    """
+
+    custodian: str
+    transit_to: str | None
+    actors: Set[str]
+    in_lineage_of: Set[str] = frozenset()
+
+
+def lot_grounds(scope: ReadScope, facts: LotFacts) -> frozenset[Ground]:
+    """The grounds on which ``scope`` may read the lot (empty: hidden)."""
+    org = scope.org
+    found = set()
+    if facts.custodian == org:
+        found.add(Ground.CUSTODIAN)
+    if facts.transit_to == org:
+        found.add(Ground.IN_TRANSIT_TO)
+    if org in facts.actors:
+        found.add(Ground.HANDLED)
+    if org in facts.in_lineage_of:
+        found.add(Ground.PRODUCER_LINEAGE)
+    return frozenset(found) & scope.grounds
+
+
+def may_read_lot(scope: ReadScope, facts: LotFacts) -> bool:
+    return scope.everything or bool(lot_grounds(scope, facts))
+
+
+def may_read_event(scope: ReadScope, actor: str, *, reads_a_lot_it_changed: bool) -> bool:
+    """An event: its signer, anyone who reads a lot it changed, or a reader of everything."""
+    return scope.everything or actor == scope.org or reads_a_lot_it_changed

@@ -31,6 +31,8 @@ def database_url(db: str | None) -> str:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # Errors never carry statement parameters (record bytes, token hashes) into logs or messages.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_connect)

@@ -67,7 +67,7 @@ class LotRow(SQLModel, table=True):
     units: str = Field(sa_column=Column(Text, nullable=False))
     held_status: str | None = Field(default=None, sa_column=Column(String(32)))
     transit_from: str | None = Field(default=None, sa_column=Column(String(64)))
-    transit_to: str | None = Field(default=None, sa_column=Column(String(64)))
+    transit_to: str | None = Field(default=None, sa_column=Column(String(64), index=True))
     transit_g: int | None = Field(default=None, sa_column=Column(BigInteger))
     transit_loss_g: int = Field(sa_column=Column(BigInteger, nullable=False))
     disposed_g: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -110,6 +110,7 @@ class LotRecordRow(SQLModel, table=True):
     (``lot_records JOIN records ON records.seq = lot_records.seq``)."""
 
     __tablename__ = "lot_records"
+    __table_args__ = (Index("ix_lot_records_seq", "seq"),)
     lot: str = Field(sa_column=Column(String(64), primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
 

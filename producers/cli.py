@@ -8,6 +8,7 @@ unless ``--keys DIR`` says otherwise.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -425,7 +426,18 @@ def serve(db: str | None, host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level="info",
+        log_config=_log_config(),
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus the service's own ``rledger.*`` loggers (error references)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["default"]["fmt"] = "%(asctime)s %(levelprefix)s %(name)s: %(message)s"
+    config["loggers"]["rledger"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 @main.group()

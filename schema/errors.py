@@ -13,6 +13,7 @@ HTTP  code                                                      retryable
 400   GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED           no
 400   QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_TOKENS         no
 400   BATCH_TOO_LARGE                                           no
+400   BAD_USER_INPUT (a read argument out of range; names it)   no
 503   OVERLOADED, STORE_UNAVAILABLE (header Retry-After: 1)     yes
 500   INTERNAL ("internal error; reference <id>")               yes
 ====  ========================================================  =========
@@ -48,6 +49,7 @@ STATUS: dict[str, int] = {
     "TOO_MANY_ALIASES": 400,
     "TOO_MANY_TOKENS": 400,
     "BATCH_TOO_LARGE": 400,
+    "BAD_USER_INPUT": 400,
     "OVERLOADED": 503,
     "STORE_UNAVAILABLE": 503,
     "INTERNAL": 500,

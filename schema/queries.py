@@ -86,8 +86,30 @@ async def organisations(info: Info) -> list[Organisation]:
     return [Organisation.of(o) for o in await info.context.loaders.all_orgs()]
 
 
+@strawberry.type(description="Who the API token acts for.")
+class Viewer:
+    org: strawberry.ID = strawberry.field(
+        description="The token's organisation: the only actor it may write as."
+    )
+    roles: list[str]
+    reads_everything: bool = strawberry.field(
+        description="True for regulators and the operator; others read the lots they hold or "
+        "handled (and, for producers, the lineage of what they placed on the market)."
+    )
+
+
+async def viewer(info: Info) -> Viewer:
+    who = info.context.viewer
+    return Viewer(
+        org=strawberry.ID(who.org), roles=sorted(who.roles), reads_everything=who.reads_everything
+    )
+
+
 @strawberry.type(description="Reads. Every operation needs an API token (Authorization: Bearer).")
 class Query:
+    viewer: Viewer = strawberry.field(
+        resolver=viewer, description="The token's organisation and roles."
+    )
     lot: Lot | None = strawberry.field(
         resolver=lot,
         description="A lot by id; null when there is none or the token's organisation may "

@@ -21,6 +21,8 @@ def upgrade() -> None:
         sa.Column("lot", sa.String(64), primary_key=True),
         sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
     )
+    op.create_index("ix_lot_records_seq", "lot_records", ["seq"])
+    op.create_index("ix_lots_transit_to", "lots", ["transit_to"])
     # A ledger that already holds records gets its rows from `rledger rebuild`
     # (the rules decide which lots a record changed; SQL alone can't).
     op.create_index("ix_records_actor", "records", ["actor", "seq"])
@@ -38,5 +40,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("api_tokens")
+    op.drop_index("ix_lots_transit_to", "lots")
     op.drop_index("ix_records_actor", "records")
     op.drop_table("lot_records")
