@@ -29,6 +29,8 @@ from collections.abc import Set
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ledger.errors import RecordRefused
+
 EVERYTHING = frozenset({"regulator", "operator"})
 PRODUCER = "producer"
 # How far (in lot_edges) a producer's lineage reaches from a lot it created.
@@ -125,3 +127,18 @@ def may_read_lot(scope: ReadScope, facts: LotFacts) -> bool:
 def may_read_event(scope: ReadScope, actor: str, *, reads_a_lot_it_changed: bool) -> bool:
     """An event: its signer, anyone who reads a lot it changed, or a reader of everything."""
     return scope.everything or actor == scope.org or reads_a_lot_it_changed
+
+
+def write_refusal(viewer_org: str, actor: str, record_id: str) -> RecordRefused | None:
+    """A token writes only as its own organisation: a record of another actor is refused,
+    even when its signature verifies (a leaked record can't be replayed through another
+    firm's token, and a stolen token can't carry another firm's records)."""
+    if actor == viewer_org:
+        return None
+    return RecordRefused(
+        "actor.not_authorised",
+        f"the record's actor is {actor} but the API token is {viewer_org}'s: "
+        f"submit records of {actor} with a token of {actor}",
+        path="actor",
+        record_id=record_id,
+    )

@@ -37,7 +37,7 @@ import anyio.to_thread
 import strawberry
 from strawberry.types.base import get_object_definition
 
-from ledger.errors import RecordRefused
+from ledger.access import write_refusal
 from ledger.store import Appended, Result, Signed, Store
 from schema.context import Context
 from schema.errors import ApiError
@@ -107,14 +107,8 @@ def append_as(
     """
     prepared = store.prepare(batch)
     for i, env in enumerate(prepared.envs):
-        if env is not None and prepared.results[i] is None and env.actor != org:
-            prepared.results[i] = RecordRefused(
-                "actor.not_authorised",
-                f"the record's actor is {env.actor} but the API token is {org}'s: "
-                f"submit records of {env.actor} with a token of {env.actor}",
-                path="actor",
-                record_id=env.id,
-            )
+        if env is not None and prepared.results[i] is None:
+            prepared.results[i] = write_refusal(org, env.actor, env.id)
     return store.commit(prepared, atomic=atomic)
 
 
