@@ -54,6 +54,12 @@ def parse_canonical(data: bytes | str) -> dict[str, JSONValue]:
     its own canonical form (whitespace, key order, escapes, number forms).
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    fast = _parse_canonical_fast(raw)
+    return fast if fast is not None else _parse_canonical_strict(raw)
+
+
+def _parse_canonical_strict(raw: bytes) -> dict[str, JSONValue]:
+    """Parse with a hook at every object and number, so a refusal names its rule."""
     try:
         value = json.loads(
             raw.decode("utf-8"),
@@ -80,6 +86,29 @@ def parse_canonical(data: bytes | str) -> dict[str, JSONValue]:
             "the text is not in RFC 8785 canonical form (sorted keys, no whitespace, "
             "shortest escapes); canonicalise before signing",
         )
+    return value
+
+
+def _parse_canonical_fast(raw: bytes) -> dict[str, JSONValue] | None:
+    """The common case at C speed: plain ``json.loads``, the number checks, and
+    re-encoding must give back the very bytes. None sends the text down the
+    strict path, which names the exact rule broken.
+
+    Equivalent to the strict path on every text it accepts: a repeated member
+    name loses one of its values in a dict, so the re-encoded text is shorter
+    and differs; NaN, Infinity, floats and integers out of range are caught by
+    :func:`_check_numbers` (a float such as ``1.0`` would otherwise re-encode
+    to the same text). tests/test_canonical.py checks the two paths agree.
+    """
+    try:
+        value = json.loads(raw)
+        if not isinstance(value, dict):
+            return None
+        _check_numbers(value, "$")
+        if _encode(value) != raw:
+            return None
+    except (RecordRefused, ValueError, RecursionError, UnicodeError):
+        return None
     return value
 
 

@@ -35,8 +35,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ledger import rules
 from ledger.database import is_sqlite, make_engine
-from ledger.envelope import Envelope, parse_envelope
+from ledger.envelope import Envelope, checked_envelope, parse_envelope
 from ledger.errors import Overloaded, RecordRefused, StoreUnavailable
+from ledger.prepare import check_chunk, outcome_refusal
 from ledger.rows import (
     Statements,
     chunks,
@@ -52,7 +53,6 @@ from ledger.signing import (
     key_id,
     load_public_key,
     verify,
-    verify_many,
 )
 from ledger.state import Edge, Effects, Key, Lot, MemoryState, Org, PastRecord
 from ledger.tables import PROJECTIONS, by_hash_prefix, keys, ledger_meta, lots, orgs, records
@@ -124,8 +124,9 @@ class Store:
             else None
         )
         if self._processes is not None:  # start the workers now, not on the first batch
-            for f in [self._processes.submit(verify_many, []) for _ in range(verify_processes)]:
+            for f in [self._processes.submit(check_chunk, "", []) for _ in range(verify_processes)]:
                 f.result()
+        self._url = engine.url.render_as_string(hide_password=False)  # for the workers
         self._sql = Statements(engine)
         self._commit_lock = threading.Lock()
         # Caches of projection rows, valid while the ledger's last seq is the
@@ -187,6 +188,8 @@ class Store:
         """Everything that needs no lock: canonical-JSON and shape checks, signatures."""
         if len(batch) > MAX_BATCH:
             raise RecordRefused("batch.too_large", f"at most {MAX_BATCH} records per batch")
+        if self._processes is not None and len(batch) >= PARALLEL_VERIFY_MIN:
+            return self._prepare_in_workers(batch)
         prepared = Prepared(batch, [None] * len(batch), [b""] * len(batch), [None] * len(batch))
         envs, sigs, results = prepared.envs, prepared.sigs, prepared.results
         for i, item in enumerate(batch):
@@ -197,6 +200,43 @@ class Store:
             except RecordRefused as exc:
                 results[i] = exc.for_record(parsed.id if parsed is not None else None)
         self._verify_signatures(prepared)
+        return prepared
+
+    def _prepare_in_workers(self, batch: Sequence[Signed]) -> Prepared:
+        """:meth:`prepare` in the verify worker processes (ledger/prepare.py): this
+        process only rebuilds the envelopes they accepted."""
+        assert self._processes is not None
+        n = len(batch)
+        prepared = Prepared(batch, [None] * n, [b""] * n, [None] * n)
+        datas = [
+            item.envelope.encode("utf-8", "surrogatepass")
+            if isinstance(item.envelope, str)
+            else bytes(item.envelope)
+            for item in batch
+        ]
+        size = -(-n // self._process_count)
+        futures = [
+            (
+                start,
+                self._processes.submit(
+                    check_chunk,
+                    self._url,
+                    [(datas[i], batch[i].signature) for i in range(start, min(start + size, n))],
+                ),
+            )
+            for start in range(0, n, size)
+        ]
+        for start, future in futures:
+            for i, outcome in enumerate(future.result(), start):
+                if outcome[0] == "refused":
+                    prepared.results[i] = outcome_refusal(outcome)
+                    continue
+                env = prepared.envs[i] = checked_envelope(datas[i])
+                prepared.sigs[i] = decode_signature(batch[i].signature)
+                if outcome[1] is None:
+                    prepared.deferred.add(i)
+                elif not outcome[1]:
+                    prepared.results[i] = _bad_signature(env)
         return prepared
 
     def _public_keys(self, wanted: set[str]) -> dict[str, Ed25519PublicKey]:
@@ -236,29 +276,7 @@ class Store:
             return bad
 
         outcomes: list[tuple[int, RecordRefused]] = []
-        if self._processes is not None and len(todo) >= PARALLEL_VERIFY_MIN:
-            # Other processes: no GIL shared with the writer thread.
-            size = -(-len(todo) // self._process_count)
-            chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
-            futures = [
-                (
-                    chunk,
-                    self._processes.submit(
-                        verify_many,
-                        [
-                            (self._raw_keys[envs[i].key], sigs[i], envs[i].canonical)  # type: ignore[union-attr]
-                            for i in chunk
-                        ],
-                    ),
-                )
-                for chunk in chunks
-            ]
-            for chunk, future in futures:
-                for j in future.result():
-                    env = envs[chunk[j]]
-                    assert env is not None
-                    outcomes.append((chunk[j], _bad_signature(env)))
-        elif self._pool is not None and len(todo) >= PARALLEL_VERIFY_MIN:
+        if self._pool is not None and len(todo) >= PARALLEL_VERIFY_MIN:
             # One contiguous chunk per thread; the calling thread takes the last one.
             size = -(-len(todo) // self._threads)
             chunks = [todo[k : k + size] for k in range(0, len(todo), size)]

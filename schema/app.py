@@ -235,6 +235,7 @@ def create_app_from_env() -> Starlette:
     """The uvicorn factory (``schema.app:create_app_from_env``, ``factory=True``):
     the store at ``RLEDGER_DB`` (a SQLite path or a database URL; default rledger.db).
     ``RLEDGER_GRAPHIQL=0`` turns the GraphiQL page off."""
-    store = Store.open(database_url(os.environ.get("RLEDGER_DB")))
+    processes = int(os.environ.get("RLEDGER_VERIFY_PROCESSES", "1"))
+    store = Store.open(database_url(os.environ.get("RLEDGER_DB")), verify_processes=processes)
     graphiql = os.environ.get("RLEDGER_GRAPHIQL", "1") not in ("0", "false", "no")
     return create_app(store, graphiql=graphiql, close_store=True)

@@ -142,3 +142,43 @@ def test_floats_cannot_be_canonicalised_for_signing() -> None:
         canonical_bytes({"body": {"mass_g": 1.5}})
     assert info.value.code == "json.float"
     assert info.value.path == "body.mass_g"
+
+
+def _mutations(data: bytes) -> st.SearchStrategy[bytes]:
+    """Canonical bytes with one edit: a byte changed, inserted or dropped, or a member repeated."""
+    pos = st.integers(0, max(len(data) - 1, 0))
+    return st.one_of(
+        st.just(data),
+        st.tuples(pos, st.sampled_from(b' ,:{}[]"0123456789.eE-+\\ua')).map(
+            lambda t: data[: t[0]] + bytes([t[1]]) + data[t[0] + 1 :]
+        ),
+        st.tuples(pos, st.sampled_from(b' ,:"0.1eE\\')).map(
+            lambda t: data[: t[0]] + bytes([t[1]]) + data[t[0] :]
+        ),
+        pos.map(lambda p: data[:p] + data[p + 1 :]),
+        st.just(data[:-1] + b"," + data[1:]),  # {"a":1} -> {"a":1,"a":1}
+    )
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.data())
+def test_the_fast_parse_accepts_only_what_the_strict_parse_accepts(data: st.DataObject) -> None:
+    """parse_canonical tries plain json.loads first: it must never accept a text
+    the strict, hook-per-member parse refuses, nor read it differently."""
+    from ledger.canonical import _parse_canonical_fast, _parse_canonical_strict
+
+    value = data.draw(st.dictionaries(st.text(max_size=4), json_values, min_size=1, max_size=4))
+    try:
+        text = canonical_bytes(value)
+    except RecordRefused:
+        return  # lone surrogates: not representable
+    mutated = data.draw(_mutations(text))
+    fast = _parse_canonical_fast(mutated)
+    try:
+        strict: object = _parse_canonical_strict(mutated)
+    except RecordRefused as exc:
+        strict = exc
+    if fast is not None:
+        assert fast == strict
+    if mutated == text:
+        assert fast == value
