@@ -315,7 +315,7 @@ def records_by_hash(
         q = select(records).where(by_hash_prefix(chunk), record_visible(scope, records))
         for row in conn.execute(q):
             if row.hash in wanted:  # the index matches 16 hex digits; keep exact matches
-                out[row.hash] = record_from_row(row)
+                out[row.hash] = StoredRecord.from_row(row)
     return out
 
 
@@ -330,7 +330,7 @@ def records_by_seq(
             seqs,
             lambda c: select(records).where(records.c.seq.in_(c), record_visible(scope, records)),
         )
-        for rec in map(record_from_row, rows)
+        for rec in map(StoredRecord.from_row, rows)
     }
 
 
@@ -376,22 +376,7 @@ def records_page(
     if after is not None:
         q = q.where(records.c.seq > after)
     rows = conn.execute(q.order_by(records.c.seq).limit(n + 1)).all()
-    return Page([record_from_row(r) for r in rows[:n]], len(rows) > n)
-
-
-def record_from_row(r: Row[Any]) -> StoredRecord:
-    return StoredRecord(
-        int(r.seq),
-        r.id,
-        r.hash,
-        r.type,
-        r.actor,
-        r.key,
-        r.at,
-        r.recorded_at,
-        bytes(r.canonical),
-        r.sig,
-    )
+    return Page([StoredRecord.from_row(r) for r in rows[:n]], len(rows) > n)
 
 
 # --- lineage --------------------------------------------------------------------------

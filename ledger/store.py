@@ -95,6 +95,21 @@ class StoredRecord:
     canonical: bytes
     sig: str
 
+    @staticmethod
+    def from_row(r: Row[Any]) -> StoredRecord:
+        return StoredRecord(
+            int(r.seq),
+            r.id,
+            r.hash,
+            r.type,
+            r.actor,
+            r.key,
+            r.at,
+            r.recorded_at,
+            bytes(r.canonical),
+            r.sig,
+        )
+
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
@@ -560,19 +575,7 @@ class Store:
                 rows = conn.execute(
                     select(records).where(records.c.seq > last).order_by(records.c.seq).limit(page)
                 ).all()
-            for r in rows:
-                yield StoredRecord(
-                    int(r.seq),
-                    r.id,
-                    r.hash,
-                    r.type,
-                    r.actor,
-                    r.key,
-                    r.at,
-                    r.recorded_at,
-                    bytes(r.canonical),
-                    r.sig,
-                )
+            yield from map(StoredRecord.from_row, rows)
             if len(rows) < page:
                 return
             last = int(rows[-1].seq)
