@@ -280,9 +280,7 @@ def test_rledger_token_create_and_submit_over_http(served: Served, tmp_path: Pat
         "--token",
         token,
         "--key",
-        str(key),
-        "--actor",  # (without it the CLI asks the API whose token this is)
-        COLLECTOR,
+        str(key),  # no --actor: the CLI asks the API whose token this is (viewer)
     )
     assert sent.returncode == 1, (sent.stdout, sent.stderr)
     assert "2 appended, 1 refused" in sent.stdout
