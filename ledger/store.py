@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -144,6 +145,7 @@ class Store:
         self._url = engine.url.render_as_string(hide_password=False)  # for the workers
         self._sql = Statements(engine)
         self._commit_lock = threading.Lock()
+        self._writer_conn: Connection | None = None  # used only under _commit_lock
         # Caches of projection rows, valid while the ledger's last seq is the
         # one this Store last wrote (any other writer moves it on).
         self._cache_seq = -1
@@ -158,6 +160,8 @@ class Store:
         return cls(make_engine(url), **kwargs)
 
     def close(self) -> None:
+        with self._commit_lock:
+            self._drop_writer()
         if self._pool:
             self._pool.shutdown()
         if self._processes:
@@ -335,7 +339,7 @@ class Store:
     def _commit_locked(self, prepared: Prepared, atomic: bool, now: datetime) -> list[Result]:
         envs, results, batch = prepared.envs, prepared.results, prepared.batch
         recorded_at = format_time(now)
-        with self._write_connection() as conn, conn.begin():
+        with self._writer() as conn, conn.begin():
             seq = self._lock(conn)
             if seq != self._cache_seq:
                 self._forget()
@@ -411,6 +415,33 @@ class Store:
         self._org_cache.update(state.orgs)
         self._keyrow_cache.update(state.keys)
         self._cache_seq = seq
+
+    @contextmanager
+    def _writer(self) -> Iterator[Connection]:
+        """The store's own write connection, kept open from batch to batch.
+
+        SQLite throws a connection's page cache away whenever another
+        connection has written since its last transaction, so a writer that
+        took whichever pooled connection came next started every batch with a
+        cold cache of the indexes it writes. A failed write drops the
+        connection (its state is unknown; the next batch opens a fresh one).
+        """
+        conn = self._writer_conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._writer_conn = self._write_connection()
+        try:
+            yield conn
+        except _AtomicAbort:
+            raise  # rolled back as asked; the connection is fine
+        except BaseException:
+            self._drop_writer()
+            raise
+
+    def _drop_writer(self) -> None:
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is not None:
+            with suppress(Exception):  # the connection may be the thing that failed
+                conn.close()
 
     def _write_connection(self) -> Connection:
         conn = self.engine.connect()
