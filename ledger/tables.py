@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    literal_column,
     text,
 )
 from sqlmodel import Field, SQLModel
@@ -156,14 +157,20 @@ ledger_meta = table(MetaRow)
 metadata = SQLModel.metadata
 
 
+HASH16 = func.substr(records.c.hash, literal_column("1"), literal_column("16"))
+
+
 def by_hash_prefix(hashes: Iterable[str]) -> Any:
     """WHERE clause for records whose hash starts like one of ``hashes`` (uses ix_records_hash16).
 
     Callers keep only exact matches themselves: adding ``hash = :h`` in SQL
     lets SQLite's constant propagation rewrite the indexed expression into a
-    constant, and the query falls back to a full scan.
+    constant, and the query falls back to a full scan. The 1 and 16 are
+    written into the SQL, not bound: the planner matches an expression index
+    only to the very same expression, and ``substr(hash, ?, ?)`` is not
+    ``substr(hash, 1, 16)`` (tests/test_bug_hash_prefix_bound_as_parameters.py).
     """
-    return func.substr(records.c.hash, 1, 16).in_(sorted({h[:16] for h in hashes}))
+    return HASH16.in_(sorted({h[:16] for h in hashes}))
 
 
 PROJECTIONS = (lots, orgs, keys, lot_edges, lot_records)
