@@ -251,8 +251,8 @@ class Store:
                     prepared.results[i] = outcome_refusal(outcome)
                     continue
                 env = prepared.envs[i] = checked_envelope(datas[i])
-                prepared.sigs[i] = decode_signature(batch[i].signature)
-                if outcome[1] is None:
+                if outcome[1] is None:  # checked here, under the lock: it needs the bytes
+                    prepared.sigs[i] = decode_signature(batch[i].signature)
                     prepared.deferred.add(i)
                 elif not outcome[1]:
                     prepared.results[i] = _bad_signature(env)
