@@ -39,8 +39,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
-from strawberry.http.ides import get_graphql_ide_html
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -49,10 +49,11 @@ from ledger.store import Store
 from schema.auth import Authenticator
 from schema.context import Context
 from schema.errors import ApiError, error_body, http_status, internal
+from schema.graphiql import STATIC_DIR, STATIC_PATH, graphiql_html
 from schema.limits import Limits
 from schema.root import schema
 
-GRAPHIQL_HTML = get_graphql_ide_html("graphiql")
+GRAPHIQL_HTML = graphiql_html()
 _OPERATIONS = {"GET": OperationType.from_http("GET"), "POST": OperationType.from_http("POST")}
 RETRY_AFTER_SECONDS = "1"
 
@@ -226,6 +227,7 @@ def create_app(
         routes=[
             Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
             Route("/health", health, methods=["GET"]),
+            Mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="graphiql-assets"),
         ],
         lifespan=lifespan,
     )
