@@ -9,8 +9,9 @@ import base64
 import hashlib
 import re
 
+import httpx
+import pytest
 from conftest import World
-from starlette.testclient import TestClient
 
 from schema.app import create_app
 
@@ -19,20 +20,22 @@ TAG = re.compile(
 )
 
 
-def test_graphiql_loads_only_local_assets_that_match_their_integrity_hashes(
+@pytest.mark.anyio
+async def test_graphiql_loads_only_local_assets_that_match_their_integrity_hashes(
     sqlite_world: World,
 ) -> None:
-    with TestClient(create_app(sqlite_world.store)) as client:
-        page = client.get("/graphql", headers={"accept": "text/html"})
+    transport = httpx.ASGITransport(app=create_app(sqlite_world.store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        page = await client.get("/graphql", headers={"accept": "text/html"})
         assert page.status_code == 200 and "graphiql" in page.text.lower()
         assets = TAG.findall(page.text)
         assert len(assets) == 7, assets
         assert "unpkg.com" not in page.text and "cdn" not in page.text.lower()
         for url, integrity in assets:
             assert url.startswith("/static/graphiql/"), url
-            served = client.get(url)  # no token needed for the page's own files
+            served = await client.get(url)  # no token needed for the page's own files
             assert served.status_code == 200, url
             algorithm, _, expected = integrity.partition("-")
             digest = base64.b64encode(hashlib.new(algorithm, served.content).digest()).decode()
             assert digest == expected, f"{url} differs from the file strawberry pins"
-        assert client.get("/static/graphiql/../../app.py").status_code == 404
+        assert (await client.get("/static/graphiql/../../app.py")).status_code == 404
