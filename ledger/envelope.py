@@ -75,6 +75,8 @@ LIFECYCLE_STATUSES = frozenset(
     }
 )
 MAX_TEXT = 500
+# Control characters other than tab, line feed and carriage return.
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_LIST = 10_000
 
 ENVELOPE_FIELDS = frozenset({"v", "id", "type", "actor", "key", "at", "parents", "body"})
@@ -244,6 +246,15 @@ def _text(obj: dict[str, Any], name: str, path: str, *, limit: int = MAX_TEXT) -
     if not isinstance(value, str) or not 0 < len(value) <= limit:
         raise RecordRefused(
             "envelope.field", f"{path} must be a string of 1-{limit} characters", path=path
+        )
+    if CONTROL_RE.search(value):
+        # PostgreSQL can't store NUL in text, so without this the two engines would
+        # disagree (and the refusal would surface as a retryable database failure).
+        raise RecordRefused(
+            "envelope.field",
+            f"{path} holds a control character (U+0000-U+001F but tab and line breaks, "
+            "or U+007F); remove it",
+            path=path,
         )
     return value
 

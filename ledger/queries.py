@@ -49,7 +49,7 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.sql.selectable import CTE
 
 from ledger.access import Ground, ReadScope
@@ -153,6 +153,12 @@ def read(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
     try:
         with engine.connect() as conn:
             return fn(conn, *args)
+    except DataError:
+        # The arguments, not the database: retrying can't help (found in review).
+        raise QueryRefused(
+            "input",
+            "the database can't compare a value of this query (a NUL character, say); remove it",
+        ) from None
     except DBAPIError:
         raise StoreUnavailable("the database failed during a read; retry the query") from None
 

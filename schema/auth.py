@@ -5,19 +5,22 @@ stored; constant-time compare), then its organisation's registered roles are
 read from the ledger. Missing, malformed, unknown and revoked tokens all get
 the same 401 (UNAUTHENTICATED), so a caller learns nothing about which.
 
-Cache: the answer for a token (a viewer, or "no") is kept in this process for
-``ttl`` seconds (5 by default), so a busy client costs one database lookup
-per token every 5 s instead of one per request. Consequence, by design: a
-revoked token — or a change to its organisation's roles — takes effect within
-``ttl`` seconds in every server process, not instantly. The cache is keyed by
-SHA-256 of the token (the token text itself is never kept) and is emptied
-whenever it reaches ``max_entries``, so random tokens cannot grow it.
+Cache: a token that checked out is remembered in this process for ``ttl``
+seconds (5 by default), so a busy client costs one database lookup per token
+every 5 s instead of one per request. Consequence, by design: a revoked token
+— or a change to its organisation's roles — takes effect within ``ttl``
+seconds in every server process, not instantly. Only good tokens are kept
+(keyed by SHA-256 of the token; the text itself is never kept), least
+recently used out first past ``max_entries``: a flood of made-up tokens
+costs one indexed lookup each and can't push the real clients' entries out
+(it once could, by emptying the cache; found in review).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import anyio.to_thread
@@ -56,7 +59,7 @@ class Authenticator:
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
-        self._cache: dict[bytes, tuple[float, Viewer | None]] = {}
+        self._cache: OrderedDict[bytes, tuple[float, Viewer]] = OrderedDict()
 
     async def viewer(self, authorization: str | None) -> Viewer:
         """The viewer behind this ``Authorization`` header, or ApiError UNAUTHENTICATED
@@ -68,14 +71,16 @@ class Authenticator:
         now = self.clock()
         cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
-            viewer = cached[1]
-        else:
-            viewer = await anyio.to_thread.run_sync(self._lookup, token)
-            if len(self._cache) >= self.max_entries:
-                self._cache.clear()
-            self._cache[key] = (now + self.ttl, viewer)
+            self._cache.move_to_end(key)
+            return cached[1]
+        viewer = await anyio.to_thread.run_sync(self._lookup, token)
         if viewer is None:
+            self._cache.pop(key, None)
             raise unauthenticated()
+        self._cache[key] = (now + self.ttl, viewer)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
         return viewer
 
     def _lookup(self, token: str) -> Viewer | None:

@@ -35,6 +35,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionNode
 from strawberry.types.base import get_object_definition
 
 from ledger.access import write_refusal
@@ -128,12 +129,43 @@ def as_result(result: Result) -> Recorded | Rejected:
     )
 
 
+def _record_fields(info: strawberry.Info[Context, None]) -> int:
+    """How many recordEvents fields the operation's root selection holds (aliases and
+    root-level fragments included)."""
+    raw = info._raw_info
+    seen: set[str] = set()
+
+    def count(selections: Sequence[SelectionNode]) -> int:
+        n = 0
+        for node in selections:
+            if isinstance(node, FieldNode):
+                n += node.name.value == "recordEvents"
+            elif isinstance(node, InlineFragmentNode):
+                n += count(node.selection_set.selections)
+            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
+                seen.add(node.name.value)
+                fragment = raw.fragments.get(node.name.value)
+                if fragment is not None:
+                    n += count(fragment.selection_set.selections)
+        return n
+
+    return count(raw.operation.selection_set.selections)
+
+
 async def record_events(
     info: strawberry.Info[Context, None],
     events: list[SignedEvent],
     atomic: bool | None = False,
 ) -> list[RecordResult]:
     ctx = info.context
+    if _record_fields(info) > 1:
+        # Aliases would otherwise multiply the batch limit (found in review): refuse
+        # before any of them writes (every such field checks this before it awaits).
+        raise ApiError(
+            "BAD_REQUEST",
+            "one recordEvents per request: put all the events in one list (at most "
+            f"{ctx.limits.max_batch}), or send several requests",
+        )
     if len(events) > ctx.limits.max_batch:
         raise ApiError(
             "BATCH_TOO_LARGE",

@@ -296,6 +296,30 @@ async def test_oversized_batch(api: Api) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    "selection",
+    [
+        "a: recordEvents(events: $e) { __typename } b: recordEvents(events: $e) { __typename }",
+        "recordEvents(events: $e) { __typename } ...F",
+        "... on Mutation { x: recordEvents(events: $e) { __typename } } y: recordEvents(events: $e) { __typename }",
+    ],
+)
+async def test_aliases_cannot_multiply_the_batch_limit(api: Api, selection: str) -> None:
+    """Found in review: 30 aliased recordEvents sharing one $e ran 30 batches."""
+    fragment = " fragment F on Mutation { z: recordEvents(events: $e) { __typename } }"
+    query = f"mutation($e: [SignedEvent!]!) {{ {selection} }}" + (
+        fragment if "...F" in selection else ""
+    )
+    before = api.world.store.last_seq()
+    r = await api.post(
+        {"query": query, "variables": {"e": [_event(api.create(api.collector, "lot:x"))]}}
+    )
+    error = _error(r, 400, "BAD_REQUEST")
+    assert "one recordEvents per request" in error["message"]
+    assert api.world.store.last_seq() == before, "nothing written"
+
+
+@pytest.mark.anyio
 async def test_oversized_body_declared_and_streamed(sqlite_api: Api) -> None:
     app = create_app(sqlite_api.world.store, limits=Limits(max_body_bytes=2_000), token_ttl=0)
     small = {"query": "{ __typename }"}
@@ -648,3 +672,19 @@ def test_a_logged_database_error_leaves_out_the_statement_parameters(
     assert error.code == "INTERNAL" and error.status == 500
     assert "INSERT INTO records" in caplog.text  # the statement, for the operator
     assert "SECRET-BYTES" not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_made_up_tokens_cannot_push_good_ones_out_of_the_cache(world: World) -> None:
+    """Found in review: 10,000 distinct well-formed tokens emptied the whole cache."""
+    world.admit("org:cached", ["collector"])
+    token = issue_token(world.store.engine, "org:cached")
+    auth = Authenticator(world.store, ttl=60.0, max_entries=3)
+    await auth.viewer(f"Bearer {token}")
+    for i in range(20):
+        fake = f"rlt_{'a' * 12}_{str(i).rjust(43, 'A')}"
+        with pytest.raises(ApiError):
+            await auth.viewer(f"Bearer {fake}")
+    assert len(auth._cache) == 1, "only good tokens are kept"
+    revoke_token(world.store.engine, token.split("_")[1])
+    assert (await auth.viewer(f"Bearer {token}")).org == "org:cached", "served from the cache"

@@ -398,6 +398,28 @@ BAD_ARGUMENTS = [
 ]
 
 
+def test_a_lots_history_is_answered_on_a_single_lot_only(api: Api) -> None:
+    """Found in review: Lot.records costs a statement per lot, so 30 aliases of
+    lots(first: 500) { records } made a 600-byte request cost 15,000 statements."""
+    across = api.ask(
+        REGULATOR, "{ lots(first: 2) { edges { node { records { edges { cursor } } } } } }"
+    )
+    assert across.status == 400 and "BAD_USER_INPUT" in across.codes
+    assert "events(filter: {lot" in str(across.body)
+    single = api.ok(REGULATOR, '{ lot(id: "lot:pack") { records(first: 2) { edges { cursor } } } }')
+    assert len(single["lot"]["records"]["edges"]) == 2
+
+
+def test_a_value_the_database_cannot_compare_is_the_callers_error_not_a_retry(api: Api) -> None:
+    """Found in review: PostgreSQL refuses a NUL in text, and the driver's DataError
+    was answered 503 "retry", so a client would retry forever."""
+    answer = api.ask(REGULATOR, LOT, {"id": "lot:\u0000x"})
+    if answer.status == 200:  # SQLite compares it: there is no such lot
+        assert answer.body["data"]["lot"] is None
+    else:
+        assert answer.status == 400 and answer.codes == ["BAD_USER_INPUT"], answer.body
+
+
 def test_bad_arguments_are_clear_errors(api: Api) -> None:
     for query, argument, words in BAD_ARGUMENTS:
         answer = api.ask(REGULATOR, query)

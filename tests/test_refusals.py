@@ -69,6 +69,20 @@ def test_epr_types_parse_but_are_not_enabled_yet(setup: tuple[World, Signer, Sig
     expect(world, a.record("declare", {"scheme": "x"}), "type.not_enabled", "type")
 
 
+def test_control_characters_in_free_text(setup: tuple[World, Signer, Signer]) -> None:
+    """PostgreSQL can't store NUL in text: refused on both engines alike, as a rule of the
+    record rather than a database failure. Tabs and line breaks stay allowed."""
+    world, a, _ = setup
+    note = {"lot": "lot:a", "status": "stored", "note": "bay 3\u0000"}
+    expect(world, a.record("status", note), "envelope.field", "body.note")
+    name = {"org": "org:x", "name": "X\u0007", "roles": ["collector"], "region": "CN-GD"}
+    expect(world, world.operator.record("org.register", name), "envelope.field", "body.name")
+    [ok] = world.append(
+        a.record("status", {**note, "note": "bay 3\n\trow 2"}, world.heads("lot:a"))
+    )
+    assert not isinstance(ok, RecordRefused), ok
+
+
 def test_unknown_lot(setup: tuple[World, Signer, Signer]) -> None:
     world, a, b = setup
     expect(
