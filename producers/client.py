@@ -43,7 +43,6 @@ Errors (each message says what to do next; the token never appears in one)::
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import re
 import time
@@ -81,7 +80,7 @@ __all__ = [
 ]
 
 MAX_BATCH = 5_000  # the server's limit (ledger.store.MAX_BATCH): more is BATCH_TOO_LARGE
-HEADS_PER_QUERY = 25  # aliases per heads query; the server allows 30 (TOO_MANY_ALIASES)
+HEADS_PER_QUERY = 5_000  # lots per heads query (the server's limit)
 
 RECORD_MUTATION = """\
 mutation RecordEvents($events: [SignedEvent!]!, $atomic: Boolean!) {
@@ -253,20 +252,23 @@ def _record_payload(events: Sequence[Signed | Mapping[str, Any]], atomic: bool) 
     }
 
 
+HEADS_QUERY = "query Heads($lots: [ID!]!) { heads(lots: $lots) { lot head } }"
+
+
 def _heads_payload(lot_ids: Sequence[str]) -> dict[str, Any]:
-    # Ids inline as JSON strings (a JSON string literal is a GraphQL string literal).
-    fields = " ".join(
-        f"l{i}: lot(id: {json.dumps(lot)}) {{ head }}" for i, lot in enumerate(lot_ids)
-    )
-    return {"query": f"query Heads {{ {fields} }}", "operationName": "Heads"}
+    return {"query": HEADS_QUERY, "operationName": "Heads", "variables": {"lots": list(lot_ids)}}
 
 
 def _heads_answer(lot_ids: Sequence[str], data: dict[str, Any]) -> dict[str, str]:
+    wanted = set(lot_ids)
     heads: dict[str, str] = {}
-    for i, lot in enumerate(lot_ids):
-        node = data.get(f"l{i}")
-        if isinstance(node, dict) and isinstance(node.get("head"), str):
-            heads[lot] = node["head"]
+    for item in data.get("heads") or []:
+        if (
+            isinstance(item, dict)
+            and item.get("lot") in wanted
+            and isinstance(item.get("head"), str)
+        ):
+            heads[item["lot"]] = item["head"]
     return heads
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import strawberry
 
 from ledger import queries
+from schema.loaders import BadArgument
 from schema.types import (
     Direction,
     Event,
@@ -105,8 +106,30 @@ async def viewer(info: Info) -> Viewer:
     )
 
 
+MAX_HEADS = 5_000  # as many as one recordEvents batch may name
+
+
+@strawberry.type(description="A lot's latest record hash: what a client puts in parents.")
+class LotHead:
+    lot: strawberry.ID
+    head: str
+
+
+async def heads(info: Info, lots: list[strawberry.ID]) -> list[LotHead]:
+    if len(lots) > MAX_HEADS:
+        raise BadArgument("lots", f"at most {MAX_HEADS} lots per call; split the list")
+    found = await info.context.loaders.lot.load_many([str(x) for x in lots])
+    return [LotHead(lot=strawberry.ID(x.id), head=x.head) for x in found if x is not None]
+
+
 @strawberry.type(description="Reads. Every operation needs an API token (Authorization: Bearer).")
 class Query:
+    heads: list[LotHead] = strawberry.field(
+        resolver=heads,
+        description=f"The heads of many lots at once (at most {MAX_HEADS}), for signing a "
+        "batch: the lots that exist and the token may read, in no particular order; the "
+        "others are left out.",
+    )
     viewer: Viewer = strawberry.field(
         resolver=viewer, description="The token's organisation and roles."
     )

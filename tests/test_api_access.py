@@ -64,16 +64,17 @@ CALLERS = {
 #   lots     lot:pack among lots            lineage  lineage(lot: "lot:pack", DOWNSTREAM)
 #   org      organisation(id: coll-b)       orgs     organisations
 #   write    recordEvents signed as itself  as-other recordEvents signed as another org
+#   heads    heads(lots: [lot:pack])        viewer   viewer { org } names the caller
 MATRIX = """
-            lot  product  lots  event  events  lineage  org  orgs  write  as-other
-coll-a      V    H        V     V      V       V        V    V     W      X
-coll-b      H    H        H     H      H       H        V    V     W      X
-recycler    V    V        V     V      V       V        V    V     W      X
-maker       V    V        V     V      V       V        V    V     W      X
-regulator   V    V        V     V      V       V        V    V     W      X
-operator    V    V        V     V      V       V        V    V     W      X
-no-token    R    R        R     R      R       R        R    R     R      R
-revoked     R    R        R     R      R       R        R    R     R      R
+            lot  product  lots  event  events  lineage  org  orgs  heads  viewer  write  as-other
+coll-a      V    H        V     V      V       V        V    V     V      V       W      X
+coll-b      H    H        H     H      H       H        V    V     H      V       W      X
+recycler    V    V        V     V      V       V        V    V     V      V       W      X
+maker       V    V        V     V      V       V        V    V     V      V       W      X
+regulator   V    V        V     V      V       V        V    V     V      V       W      X
+operator    V    V        V     V      V       V        V    V     V      V       W      X
+no-token    R    R        R     R      R       R        R    R     R      R       R      R
+revoked     R    R        R     R      R       R        R    R     R      R       R      R
 """
 
 
@@ -92,6 +93,8 @@ EVENTS = "query($lot: ID!) { events(filter: {lot: $lot}) { edges { node { hash }
 LINEAGE = "query($lot: ID!) { lineage(lot: $lot, direction: DOWNSTREAM) { nodes { id } } }"
 ORG = "query($id: ID!) { organisation(id: $id) { id } }"
 ORGS = "{ organisations { id } }"
+HEADS = "query($lots: [ID!]!) { heads(lots: $lots) { lot head } }"
+VIEWER = "{ viewer { org } }"
 WRITE = """mutation($e: [SignedEvent!]!) { recordEvents(events: $e) {
   __typename ... on Rejected { code message } } }"""
 
@@ -127,6 +130,8 @@ def run(api: Api, net: Network, caller: str, op: str) -> tuple[str, Answer]:
         "lineage": (LINEAGE, {"lot": "lot:pack"}),
         "org": (ORG, {"id": COLL_B}),
         "orgs": (ORGS, None),
+        "heads": (HEADS, {"lots": ["lot:pack"]}),
+        "viewer": (VIEWER, None),
         "write": (WRITE, {"e": [a_create(signer_of(net, org), f"lot:new-{caller}")]}),
         "as-other": (
             WRITE,
@@ -154,6 +159,10 @@ def run(api: Api, net: Network, caller: str, op: str) -> tuple[str, Answer]:
         return ("V" if data["organisation"] else "H"), answer
     if op == "orgs":
         return ("V" if {"id": COLL_B} in data["organisations"] else "H"), answer
+    if op == "heads":
+        return ("V" if data["heads"] else "H"), answer
+    if op == "viewer":
+        return ("V" if data["viewer"]["org"] == org else "H"), answer
     [result] = data["recordEvents"]
     if result["__typename"] == "Recorded":
         return "W", answer

@@ -337,19 +337,20 @@ def test_submit_splits_into_batches_and_keeps_order() -> None:
         client(fake).submit(events, batch_size=5001)
 
 
-def test_heads_are_read_in_chunks_within_the_alias_limit() -> None:
+def test_heads_are_read_in_one_query_per_5000_lots() -> None:
     def heads(request: httpx.Request) -> httpx.Response:
-        text = json.loads(request.content)["query"]
-        n = text.count("lot(id:")
-        data = {f"l{i}": ({"head": f"{i:064x}"} if i % 2 == 0 else None) for i in range(n)}
-        return httpx.Response(200, json={"data": data})
+        asked = json.loads(request.content)["variables"]["lots"]
+        # The server leaves out lots that don't exist or can't be read; an answer for a
+        # lot not asked about is ignored.
+        data = [{"lot": lot, "head": f"{i:064x}"} for i, lot in enumerate(asked) if i % 2 == 0]
+        return httpx.Response(200, json={"data": {"heads": [*data, {"lot": "lot:x", "head": "0"}]}})
 
     fake = Fake(heads)
-    lots = {f"lot:{n:03d}" for n in range(60)}
+    lots = {f"lot:{n:05d}" for n in range(6_000)}
     found = client(fake).heads(lots)
-    assert [json.loads(r.content)["query"].count("lot(id:") for r in fake.requests] == [25, 25, 10]
-    assert len(found) == 13 + 13 + 5  # the even aliases of each query exist
-    assert client(fake).heads([]) == {} and len(fake.requests) == 3
+    assert [len(json.loads(r.content)["variables"]["lots"]) for r in fake.requests] == [5000, 1000]
+    assert len(found) == 2_500 + 500 and "lot:x" not in found
+    assert client(fake).heads([]) == {} and len(fake.requests) == 2
 
 
 def test_url_forms_and_no_token() -> None:
