@@ -9,8 +9,9 @@ The policy, decided here and nowhere else:
   status, dispose or void of that lot);
 * **a producer** (role ``producer``) also reads the lineage of the lots it
   created — those whose creating record it signed, i.e. what it placed on
-  the market — upstream and downstream along ``lot_edges``, at most
-  :data:`PRODUCER_LINEAGE_DEPTH` edges away, never through a ``void`` lot;
+  the market — upstream and downstream along ``lot_edges``, as far as the
+  lineage goes, never through a ``void`` lot (siblings are not reached: the
+  walk goes only up from a lot it created, or only down);
 * an **event** (a record) is readable by the organisation that signed it and
   by anyone who may read a lot the record changed;
 * **organisations** (ids, names, roles, regions) are readable by every
@@ -33,11 +34,6 @@ from ledger.errors import RecordRefused
 
 EVERYTHING = frozenset({"regulator", "operator"})
 PRODUCER = "producer"
-# How far (in lot_edges) a producer's lineage reaches from a lot it created.
-# A battery pack's life — retire, dismantle, black mass, hydrometallurgy,
-# sulfate, cathode, new pack — is under a dozen edges; 50 leaves room and
-# keeps the recursive walk that computes the set bounded.
-PRODUCER_LINEAGE_DEPTH = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +66,12 @@ class ReadScope:
     """What one viewer may read, in the form the SQL layer needs.
 
     ``everything``: no filter at all. Otherwise a lot is readable on any of
-    ``grounds`` for ``org``; ``lineage_depth`` bounds the producer's walk.
+    ``grounds`` for ``org``.
     """
 
     org: str
     everything: bool
     grounds: frozenset[Ground]
-    lineage_depth: int = PRODUCER_LINEAGE_DEPTH
 
 
 def read_scope(viewer: Viewer) -> ReadScope:
@@ -95,8 +90,7 @@ class LotFacts:
 
     ``actors``: every organisation that signed a record which changed the lot.
     ``in_lineage_of``: producers in whose lineage set the lot lies (see the
-    module docstring: within :data:`PRODUCER_LINEAGE_DEPTH` edges of a lot
-    the producer created).
+    module docstring: upstream or downstream of a lot the producer created).
     """
 
     custodian: str

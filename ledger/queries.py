@@ -195,14 +195,17 @@ def record_visible(scope: ReadScope, rec: FromClause) -> ColumnElement[bool]:
 
 
 def producer_lineage(scope: ReadScope) -> Select[Any]:
-    """The ids of the lots within ``scope.lineage_depth`` edges, upstream or
-    downstream, of a lot whose creating record ``scope.org`` signed.
+    """The ids of the lots upstream or downstream of a lot whose creating record
+    ``scope.org`` signed (never through a ``void`` lot).
 
     Two recursive CTEs (``WITH RECURSIVE``, the same text on SQLite and
-    PostgreSQL) carrying a depth column; each stops at ``lineage_depth``
-    edges and at ``void`` lots, so the walk is bounded by depth × lots reached.
+    PostgreSQL) whose rows are lot ids alone, so ``UNION`` visits each lot
+    once: the walk costs the lots reached, whatever the shape of the graph.
+    (A first cut carried a depth column to stop at 50 edges; rows of (id,
+    depth) let a lot come back once per path length, and at 100,000 records
+    one producer's walk took 2.6 s for 6,862 lots.)
     """
-    org, depth = scope.org, scope.lineage_depth
+    org = scope.org
     r, lr, made = records.alias(), lot_records.alias(), lots.alias()
     seeds = (
         select(made.c.id.label("id"))
@@ -216,12 +219,12 @@ def producer_lineage(scope: ReadScope) -> Select[Any]:
     )
 
     def walk(name: str, near: str, far: str) -> CTE:
-        start = select(seeds.c.id, literal_column("0").label("depth")).cte(name, recursive=True)
+        start = select(seeds.c.id).cte(name, recursive=True)
         prev, e, lot = start.alias(), lot_edges.alias(), lots.alias()
         step = (
-            select(e.c[far], prev.c.depth + literal_column("1"))
+            select(e.c[far])
             .select_from(prev.join(e, e.c[near] == prev.c.id).join(lot, lot.c.id == e.c[far]))
-            .where(prev.c.depth < depth, lot.c.status != VOID)
+            .where(lot.c.status != VOID)
         )
         return start.union(step)
 
