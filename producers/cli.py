@@ -403,7 +403,15 @@ def _report(results: list[Any], labels: list[str]) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int, envvar="RLEDGER_PORT")
 @click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
-def serve(db: str | None, host: str, port: int, workers: int) -> None:
+@click.option(
+    "--verify-processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Processes per server process that check canonical form and signatures "
+    "(0: threads in the server process itself).",
+)
+def serve(db: str | None, host: str, port: int, workers: int, verify_processes: int) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql, health at /health)."""
     import uvicorn
 
@@ -418,6 +426,7 @@ def serve(db: str | None, host: str, port: int, workers: int) -> None:
         )
     # The workers open the store themselves from the environment (uvicorn's factory).
     os.environ["RLEDGER_DB"] = url
+    os.environ["RLEDGER_VERIFY_PROCESSES"] = str(verify_processes)
     click.echo(f"serving {_safe(url)} on http://{host}:{port}/graphql", err=True)
     uvicorn.run(
         "schema.app:create_app_from_env",
