@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from ledger.database import make_engine
 from ledger.envelope import parse_envelope
 from ledger.errors import RecordRefused
-from ledger.signing import Ed25519PublicKey, decode_signature, load_public_key, verify
-from ledger.tables import keys
+from ledger.rows import public_keys_by_id
+from ledger.signing import Ed25519PublicKey, decode_signature, verify
 
 # One of: ("ok", True | False | None) — signature good, bad, or key not yet known;
 # ("refused", code, message, path, record_id).
@@ -66,7 +66,7 @@ def outcome_refusal(outcome: Outcome) -> RecordRefused:
 
 
 def _load_keys(url: str, wanted: set[str]) -> None:
-    missing = sorted(wanted - _keys.keys())
+    missing = wanted - _keys.keys()
     if not missing:
         return
     engine = _engines.get(url)
@@ -75,9 +75,4 @@ def _load_keys(url: str, wanted: set[str]) -> None:
     if len(_keys) > MAX_CACHED_KEYS:
         _keys.clear()
     with engine.connect() as conn:
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            for kid, raw in conn.execute(
-                select(keys.c.id, keys.c.public_key).where(keys.c.id.in_(chunk))
-            ):
-                _keys[kid] = load_public_key(bytes(raw))
+        _keys.update(public_keys_by_id(conn, missing))

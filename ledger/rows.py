@@ -11,9 +11,10 @@ import json
 from collections.abc import Iterable, Sequence, Set
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
+from ledger.signing import Ed25519PublicKey, load_public_key
 from ledger.state import Edge, Key, Lot, Org
 from ledger.tables import keys, lot_edges, lot_records, lots, orgs, records
 
@@ -209,6 +210,17 @@ def write_projections(
         conn.exec_driver_sql(sql.insert_edges, chunk)
     for chunk in chunks(new_lot_records, 5_000):
         conn.exec_driver_sql(sql.insert_lot_records, chunk)
+
+
+def public_keys_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Ed25519PublicKey]:
+    """Registered public keys by key id (the store's and the verify workers' one reader)."""
+    found: dict[str, Ed25519PublicKey] = {}
+    for chunk in chunks(sorted(set(ids)), 500):
+        for kid, raw in conn.execute(
+            select(keys.c.id, keys.c.public_key).where(keys.c.id.in_(chunk))
+        ):
+            found[kid] = load_public_key(bytes(raw))
+    return found
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -96,24 +96,3 @@ def verify(public: Ed25519PublicKey, signature: bytes, canonical: bytes) -> bool
     except InvalidSignature:
         return False
     return True
-
-
-_loaded: dict[bytes, Ed25519PublicKey] = {}
-
-
-def verify_many(items: list[tuple[bytes, bytes, bytes]]) -> list[int]:
-    """Indexes of the (public key, signature, message) triples that do not verify.
-
-    Plain bytes in, plain ints out, so it can run in another process (see
-    ``Store(verify_processes=…)``); loaded keys are cached per process.
-    """
-    bad: list[int] = []
-    for i, (raw, sig, data) in enumerate(items):
-        key = _loaded.get(raw)
-        if key is None:
-            key = _loaded[raw] = load_public_key(raw)
-        if not verify(key, sig, data):
-            bad.append(i)
-    if len(_loaded) > 100_000:
-        _loaded.clear()
-    return bad

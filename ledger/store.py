@@ -45,6 +45,7 @@ from ledger.rows import (
     key_from_row,
     lot_from_row,
     org_from_row,
+    public_keys_by_id,
     write_projections,
 )
 from ledger.signing import (
@@ -153,7 +154,6 @@ class Store:
         self._org_cache: dict[str, Org] = {}
         self._keyrow_cache: dict[str, Key] = {}
         self._key_cache: dict[str, Ed25519PublicKey] = {}
-        self._raw_keys: dict[str, bytes] = {}
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> Store:
@@ -260,16 +260,10 @@ class Store:
 
     def _public_keys(self, wanted: set[str]) -> dict[str, Ed25519PublicKey]:
         """Public keys by id. A key id is the hash of its key, so entries never go stale."""
-        missing = sorted(wanted - self._key_cache.keys())
+        missing = wanted - self._key_cache.keys()
         if missing:
             with self.engine.connect() as conn:
-                for chunk in chunks(missing, 500):
-                    rows = conn.execute(
-                        select(keys.c.id, keys.c.public_key).where(keys.c.id.in_(chunk))
-                    )
-                    for kid, raw in rows:
-                        self._raw_keys[kid] = bytes(raw)
-                        self._key_cache[kid] = load_public_key(bytes(raw))
+                self._key_cache.update(public_keys_by_id(conn, missing))
         return {k: self._key_cache[k] for k in wanted if k in self._key_cache}
 
     def _verify_signatures(self, prepared: Prepared) -> None:

@@ -474,7 +474,8 @@ def token_create(org_id: str, label: str, db: str | None) -> None:
 @click.argument("token_id")
 @DB_OPTION
 def token_revoke(token_id: str, db: str | None) -> None:
-    """Revoke the token whose id is TOKEN_ID (see `token list`); it stops working at once."""
+    """Revoke the token whose id is TOKEN_ID (see `token list`); running servers stop accepting
+    it within 5 s (they cache a good token that long)."""
     store, _ = open_store(db)
     try:
         done = revoke_token(store.engine, token_id)

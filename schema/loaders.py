@@ -67,17 +67,13 @@ class Loaders:
         self.lots_of_event: DataLoader[int, list[str]] = DataLoader(self._lots_of_event)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(conn, *args)`` on a connection of its own, in a worker thread.
-
-        A refused argument becomes :class:`BadArgument`; a database failure
-        StoreUnavailable (a retryable 503, schema/errors.py)."""
-        try:
-            return await anyio.to_thread.run_sync(queries.read, self.store.engine, fn, *args)
-        except QueryRefused as exc:
-            raise BadArgument(exc.argument, exc.message) from None
+        """:meth:`lookup` in a worker thread: for pages and walks (see the module doc)."""
+        return await anyio.to_thread.run_sync(self.lookup, fn, *args)
 
     def lookup(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(conn, *args)`` on this thread: for indexed lookups by key (see the module doc)."""
+        """``fn(conn, *args)`` on this thread, on a connection of its own: for indexed
+        lookups by key. A refused argument becomes :class:`BadArgument`; a database
+        failure StoreUnavailable (a retryable 503, schema/errors.py)."""
         try:
             return queries.read(self.store.engine, fn, *args)
         except QueryRefused as exc:
