@@ -75,6 +75,8 @@ LIFECYCLE_STATUSES = frozenset(
     }
 )
 MAX_TEXT = 500
+# Field names that would declare recovered content, which is computed, never submitted.
+DECLARED_SHARE_RE = re.compile(r"recovered|recycled|share|pre_?consumer|post_?consumer", re.I)
 # Control characters other than tab, line feed and carriage return.
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_LIST = 10_000
@@ -178,15 +180,28 @@ def _shape(obj: dict[str, Any], canonical: bytes) -> Envelope:
 
 
 def _fields(
-    body: Body, required: set[str], optional: frozenset[str] | set[str] = frozenset()
+    body: Body,
+    required: set[str],
+    optional: frozenset[str] | set[str] = frozenset(),
+    where: str = "body",
 ) -> None:
     for name in required:
         if name not in body:
-            raise RecordRefused("envelope.field", f"body.{name} is required", path=f"body.{name}")
+            raise RecordRefused(
+                "envelope.field", f"{where}.{name} is required", path=f"{where}.{name}"
+            )
     for name in body:
         if name not in required and name not in optional:
+            if DECLARED_SHARE_RE.search(name):
+                raise RecordRefused(
+                    "recovered.declared",
+                    f"{where}.{name[:64]} declares recovered content; the ledger computes it "
+                    "from the lot's origin and lineage (DESIGN.md 'Recovered content'): "
+                    "remove the field",
+                    path=f"{where}.{name[:64]}",
+                )
             raise RecordRefused(
-                "envelope.field", f"body.{name} is not allowed", path=f"body.{name}"
+                "envelope.field", f"{where}.{name[:64]} is not allowed", path=f"{where}.{name[:64]}"
             )
 
 
@@ -298,7 +313,7 @@ def _lot_masses(body: Body, name: str, *, units: bool = False) -> None:
         path = f"body.{name}[{i}]"
         if not isinstance(item, dict):
             raise RecordRefused("envelope.field", f"{path} must be an object", path=path)
-        _fields(item, {"lot", "mass_g"}, {"units"} if units else set())
+        _fields(item, {"lot", "mass_g"}, {"units"} if units else set(), path)
         _id(item, "lot", f"{path}.lot", prefix="lot:")
         _mass(item, "mass_g", f"{path}.mass_g")
         if "units" in item:
@@ -430,7 +445,7 @@ def _transform(b: Body) -> None:
         path = f"body.outputs[{i}]"
         if not isinstance(item, dict):
             raise RecordRefused("envelope.field", f"{path} must be an object", path=path)
-        _fields(item, {"lot", "material", "mass_g"}, {"elements"})
+        _fields(item, {"lot", "material", "mass_g"}, {"elements"}, path)
         _id(item, "lot", f"{path}.lot", prefix="lot:")
         _text(item, "material", f"{path}.material", limit=64)
         _mass(item, "mass_g", f"{path}.mass_g")
@@ -439,11 +454,32 @@ def _transform(b: Body) -> None:
 
 
 def _status(b: Body) -> None:
-    _fields(b, {"lot", "status"}, {"note"})
+    # recode (optional, an extension of the contract): {"<unit code>": "<second-life code>"},
+    # GB/T 34014-2017 §4.2 — a second-life product is coded anew and keeps its original code.
+    _fields(b, {"lot", "status"}, {"note", "recode"})
     _id(b, "lot", "body.lot", prefix="lot:")
     _choice(b, "status", "body.status", LIFECYCLE_STATUSES)
     if "note" in b:
         _text(b, "note", "body.note")
+    if "recode" in b:
+        recode = b["recode"]
+        if not isinstance(recode, dict) or not 0 < len(recode) <= MAX_LIST:
+            raise RecordRefused(
+                "envelope.field",
+                "body.recode maps each unit code to its new code: a non-empty object",
+                path="body.recode",
+            )
+        for unit, new in recode.items():
+            if not isinstance(new, str) or not 0 < len(new) <= 128 or len(unit) > 128:
+                raise RecordRefused(
+                    "envelope.field",
+                    "a unit code is a string of 1-128 characters",
+                    path=f"body.recode.{unit[:64]}",
+                )
+        if len(set(recode.values())) != len(recode):
+            raise RecordRefused(
+                "envelope.field", "two units are given the same new code", path="body.recode"
+            )
 
 
 def _dispose(b: Body) -> None:

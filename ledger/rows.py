@@ -15,8 +15,8 @@ from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
 from ledger.signing import Ed25519PublicKey, load_public_key
-from ledger.state import Edge, Key, Lot, Org
-from ledger.tables import keys, lot_edges, lot_records, lots, orgs, records
+from ledger.state import Edge, Key, Lot, Org, UnitRow
+from ledger.tables import keys, lot_edges, lot_records, lot_units, lots, orgs, records
 
 LOT_COLUMNS = tuple(c.name for c in lots.columns)  # lot_values() follows this order
 # What a record can change on an existing lot (material, origin, mass and units never change).
@@ -33,6 +33,9 @@ LOT_MUTABLE = (
     "transit_g",
     "transit_loss_g",
     "disposed_g",
+    "content",
+    "recovered",
+    "recoded",
     "prev",
 )
 
@@ -58,6 +61,9 @@ def lot_values(lot: Lot) -> tuple[Any, ...]:
         lot.transit_g,
         lot.transit_loss_g,
         lot.disposed_g,
+        _json(lot.content),
+        _json(lot.recovered),
+        _json(lot.recoded),
         lot.prev,
     )
 
@@ -101,6 +107,9 @@ def lot_from_row(r: Row[Any]) -> Lot:
         None if r.transit_g is None else int(r.transit_g),
         int(r.transit_loss_g),
         int(r.disposed_g),
+        json.loads(r.content),
+        json.loads(r.recovered),
+        json.loads(r.recoded),
         r.prev,
     )
 
@@ -132,7 +141,23 @@ def key_to_row(key: Key) -> dict[str, Any]:
 
 
 def edge_to_row(edge: Edge) -> dict[str, Any]:
-    return {"parent": edge.parent, "child": edge.child, "seq": edge.seq, "mass_g": edge.mass_g}
+    return dict(zip(EDGE_COLUMNS, edge_values(edge), strict=True))
+
+
+EDGE_COLUMNS = tuple(c.name for c in lot_edges.columns)
+UNIT_COLUMNS = tuple(c.name for c in lot_units.columns)
+
+
+def edge_values(edge: Edge) -> tuple[Any, ...]:
+    return (edge.parent, edge.child, edge.seq, edge.mass_g, _json(edge.elements))
+
+
+def unit_values(row: UnitRow) -> tuple[Any, ...]:
+    return (row.unit, row.lot, row.seq, row.original)
+
+
+def unit_to_row(row: UnitRow) -> dict[str, Any]:
+    return dict(zip(UNIT_COLUMNS, unit_values(row), strict=True))
 
 
 def key_from_row(r: Row[Any]) -> Key:
@@ -161,6 +186,7 @@ class Statements:
         self.insert_lots = insert_sql(lots)
         self.insert_edges = insert_sql(lot_edges)
         self.insert_lot_records = insert_sql(lot_records)
+        self.insert_lot_units = insert_sql(lot_units)
         sets = ", ".join(f"{c} = {mark}" for c in LOT_MUTABLE)
         self.update_lots = f"UPDATE lots SET {sets} WHERE id = {mark}"
         self.set_seq = f"UPDATE ledger_meta SET seq = {mark} WHERE id = 1"
@@ -175,6 +201,7 @@ def write_projections(
     changed_keys: Iterable[Key],
     new_edges: Sequence[Edge],
     new_lot_records: Sequence[tuple[str, int]] = (),
+    new_units: Sequence[UnitRow] = (),
     *,
     sql: Statements,
     stored_lots: Set[str] = frozenset(),
@@ -205,11 +232,14 @@ def write_projections(
             update(keys).where(keys.c.id == bindparam("b_id")),
             [{"revoked_seq": r["revoked_seq"], "b_id": r["id"]} for r in revoked],
         )
-    edge_rows = [(e.parent, e.child, e.seq, e.mass_g) for e in new_edges]
+    edge_rows = [edge_values(e) for e in new_edges]
     for chunk in chunks(edge_rows, 5_000):
         conn.exec_driver_sql(sql.insert_edges, chunk)
     for chunk in chunks(new_lot_records, 5_000):
         conn.exec_driver_sql(sql.insert_lot_records, chunk)
+    unit_rows = [unit_values(u) for u in new_units]
+    for chunk in chunks(unit_rows, 5_000):
+        conn.exec_driver_sql(sql.insert_lot_units, chunk)
 
 
 def public_keys_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Ed25519PublicKey]:

@@ -15,7 +15,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger.apportion import apportion, apportion_within
+from ledger import content
+from ledger.apportion import apportion
+from ledger.battery_codes import BatteryCodeError, classify_unit_code, second_life_pair
 from ledger.envelope import EPR_TYPES, Envelope, parse_at
 from ledger.errors import Conflict, RecordRefused
 from ledger.materials import default_taxonomy
@@ -32,6 +34,7 @@ from ledger.state import (
     Org,
     PastRecord,
     StateView,
+    UnitRow,
 )
 
 # A record may be dated at most this far ahead of the server's clock.
@@ -62,6 +65,24 @@ def touched_lots(rtype: str, body: dict[str, Any]) -> tuple[list[str], list[str]
     if rtype == "transform":
         return [i["lot"] for i in body["inputs"]], [o["lot"] for o in body["outputs"]]
     return [], []
+
+
+def registered_unit_keys(env: Envelope) -> list[str]:
+    """The canonical keys of the battery codes ``env`` would register (malformed ones left
+    out: the rules refuse them), so a store can load who holds them before the rules run."""
+    if env.type == "create":
+        codes = list(env.body.get("units", ()))
+    elif env.type == "status":
+        codes = list(env.body.get("recode", {}).values())
+    else:
+        return []
+    found: list[str] = []
+    for code in codes:
+        try:
+            found.append(classify_unit_code(code).key)
+        except BatteryCodeError:
+            continue
+    return found
 
 
 def _apply(env: Envelope, state: StateView, seq: int, now: datetime) -> Effects:
@@ -300,7 +321,13 @@ def _new_lot(
     mass_g: int,
     elements: dict[str, int],
     units: tuple[str, ...] = (),
+    recovered: dict[str, int] | None = None,
+    recoded: dict[str, str] | None = None,
 ) -> Lot:
+    """A new lot; ``recovered`` (buckets, ledger/content.py) defaults to what ``origin`` gives."""
+    elements = {k: v for k, v in elements.items() if v}
+    if recovered is None:
+        recovered = content.at_origin(origin, mass_g, elements)
     return Lot(
         lot_id,
         material,
@@ -312,8 +339,11 @@ def _new_lot(
         env.hash,
         seq,
         seq,
-        elements={k: v for k, v in elements.items() if v},
+        elements=elements,
         units=units,
+        content=content.composition(mass_g, elements, recovered),
+        recovered=recovered,
+        recoded=recoded or {},
     )
 
 
@@ -323,17 +353,65 @@ def _create(env: Envelope, state: StateView, seq: int) -> Effects:
     _material(b["material"], "body.material")
     elements = b.get("elements", {})
     _elements(elements, b["mass_g"], "body.elements")
-    lot = _new_lot(
-        env,
-        seq,
-        b["lot"],
-        b["material"],
-        b["origin"],
-        b["mass_g"],
-        elements,
-        tuple(b.get("units", ())),
+    units = tuple(b.get("units", ()))
+    keys = _register_units(state, b["material"], units)
+    lot = _new_lot(env, seq, b["lot"], b["material"], b["origin"], b["mass_g"], elements, units)
+    return Effects(
+        lots=[lot],
+        units=[UnitRow(k, lot.id, seq) for k in keys],
+        registered={k: lot.id for k in keys},
     )
-    return Effects(lots=[lot])
+
+
+def _unit_key(code: str, path: str) -> str:
+    """The canonical key of a battery code, or ``battery_code.malformed``."""
+    try:
+        return classify_unit_code(code).key
+    except BatteryCodeError as exc:
+        raise RecordRefused(
+            "battery_code.malformed", f"{code[:64]!r}: {exc.message} ({exc.rule})", path=path
+        ) from None
+
+
+def _unit_free(state: StateView, key: str, code: str, path: str) -> None:
+    """A battery is registered once in the whole ledger (a voided registration frees it)."""
+    for holder in state.unit_lots(key):
+        lot = state.lot(holder)
+        if lot is not None and lot.status == VOID:
+            continue
+        raise RecordRefused(  # held, or not loaded: fail closed
+            "battery_code.duplicate",
+            f"battery {code[:64]!r} is already registered on {holder}; each battery is "
+            "registered once — trace it with battery(code), or void that record first",
+            path=path,
+        )
+
+
+def _register_units(state: StateView, material: str, units: tuple[str, ...]) -> list[str]:
+    """Check a new lot's unit codes; return their canonical keys."""
+    if not units:
+        return []
+    entry = default_taxonomy().material(material)
+    if entry is None or entry.family != "batteries":
+        raise RecordRefused(
+            "battery_code.not_battery",
+            f"{material} is not a battery material; unit codes (battery codes) belong on lots "
+            "of the batteries family — leave out body.units",
+            path="body.units",
+        )
+    keys: list[str] = []
+    for i, code in enumerate(units):
+        path = f"body.units[{i}]"
+        key = _unit_key(code, path)
+        if key in keys:
+            raise RecordRefused(
+                "battery_code.duplicate",
+                f"{code[:64]!r} names a battery already listed in this record",
+                path=path,
+            )
+        _unit_free(state, key, code, path)
+        keys.append(key)
+    return keys
 
 
 def _transfer(env: Envelope, state: StateView, seq: int) -> Effects:
@@ -385,6 +463,7 @@ def _receive(env: Envelope, state: StateView, seq: int) -> Effects:
             path="body.mass_g",
         )
     loss = declared - b["mass_g"]
+    kept = content.divide(declared, lot.elements, lot.recovered, [b["mass_g"], loss])[0]
     return Effects(
         lots=[
             _moved(
@@ -398,17 +477,11 @@ def _receive(env: Envelope, state: StateView, seq: int) -> Effects:
                 transit_to=None,
                 transit_g=None,
                 transit_loss_g=lot.transit_loss_g + loss,
-                elements=_scaled(lot.elements, b["mass_g"], declared),
+                elements=kept.elements,
+                recovered=kept.recovered,
             )
         ]
     )
-
-
-def _scaled(elements: dict[str, int], part: int, whole: int) -> dict[str, int]:
-    """Element content of ``part`` grams out of ``whole`` (floor: never creates an element)."""
-    if part == whole or not elements:
-        return dict(elements)
-    return {k: v * part // whole for k, v in elements.items() if v * part // whole}
 
 
 def _split(env: Envelope, state: StateView, seq: int) -> Effects:
@@ -423,9 +496,9 @@ def _split(env: Envelope, state: StateView, seq: int) -> Effects:
             f"parts add up to {sum(masses)} g but {lot.id} holds {lot.remaining_g} g",
             path="body.parts",
         )
-    _check_unit_partition(lot, b["parts"])
-    # Element content follows mass, and no part may hold more element grams than it weighs.
-    per_part = apportion_within(lot.elements, masses)
+    given = _check_unit_partition(lot, b["parts"])
+    # Element and recovered content follow mass (ledger/content.py).
+    shares = content.divide(lot.remaining_g, lot.elements, lot.recovered, masses)
     parts = [
         _new_lot(
             env,
@@ -434,30 +507,56 @@ def _split(env: Envelope, state: StateView, seq: int) -> Effects:
             lot.material,
             lot.origin,
             p["mass_g"],
-            per_part[i],
-            tuple(p.get("units", ())),
+            shares[i].elements,
+            given[i],
+            shares[i].recovered,
+            {u: lot.recoded[u] for u in given[i] if u in lot.recoded},
         )
         for i, p in enumerate(b["parts"])
     ]
-    edges = [Edge(lot.id, p.id, seq, p.mass_g) for p in parts]
-    source = _moved(lot, env, seq, remaining_g=0, status=CONSUMED, elements={})
-    return Effects(lots=[source, *parts], edges=edges)
+    edges = [Edge(lot.id, p.id, seq, p.mass_g, p.elements) for p in parts]
+    source = _moved(lot, env, seq, remaining_g=0, status=CONSUMED, elements={}, recovered={})
+    return Effects(lots=[source, *parts], edges=edges, units=_unit_rows(parts, seq))
 
 
-def _check_unit_partition(lot: Lot, parts: list[dict[str, Any]]) -> None:
-    """Units (battery codes) are never lost: a split hands each to exactly one part."""
+def _unit_rows(lots: list[Lot], seq: int) -> list[UnitRow]:
+    """Unit rows for lots that took over units (and their second-life codes) from others."""
+    rows: list[UnitRow] = []
+    for lot in lots:
+        for unit in lot.units:
+            key = _unit_key(unit, "body")
+            rows.append(UnitRow(key, lot.id, seq))
+            if unit in lot.recoded:
+                rows.append(UnitRow(_unit_key(lot.recoded[unit], "body"), lot.id, seq, key))
+    return rows
+
+
+def _check_unit_partition(lot: Lot, parts: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Units (battery codes) are never lost: a split hands each to exactly one part.
+
+    A part may name a unit by its code or by its second-life code; returns each part's
+    units by their (original) code.
+    """
     held = set(lot.units)
+    by_new = {new: unit for unit, new in lot.recoded.items()}
     given: set[str] = set()
+    out: list[tuple[str, ...]] = []
     for i, part in enumerate(parts):
-        for j, unit in enumerate(part.get("units", ())):
+        mine: list[str] = []
+        for j, named in enumerate(part.get("units", ())):
             path = f"body.parts[{i}].units[{j}]"
+            unit = by_new.get(named, named)
             if unit not in held:
-                raise RecordRefused("units.unknown", f"{lot.id} holds no unit {unit!r}", path=path)
+                raise RecordRefused(
+                    "units.unknown", f"{lot.id} holds no unit {named[:64]!r}", path=path
+                )
             if unit in given:
                 raise RecordRefused(
-                    "units.unassigned", f"unit {unit!r} is given to two parts", path=path
+                    "units.unassigned", f"unit {named[:64]!r} is given to two parts", path=path
                 )
             given.add(unit)
+            mine.append(unit)
+        out.append(tuple(mine))
     if given != held:
         missing = sorted(held - given)
         raise RecordRefused(
@@ -466,6 +565,7 @@ def _check_unit_partition(lot: Lot, parts: list[dict[str, Any]]) -> None:
             "list each unit under parts[].units",
             path="body.parts",
         )
+    return out
 
 
 def _merge(env: Envelope, state: StateView, seq: int) -> Effects:
@@ -487,10 +587,7 @@ def _merge(env: Envelope, state: StateView, seq: int) -> Effects:
             f"the merged lots hold {total} g, not {b['mass_g']} g",
             path="body.mass_g",
         )
-    elements: dict[str, int] = {}
-    for lot in inputs:
-        for k, v in lot.elements.items():
-            elements[k] = elements.get(k, 0) + v
+    merged = content.add([content.Part(lot.elements, lot.recovered) for lot in inputs])
     origins = {lot.origin for lot in inputs}
     into = _new_lot(
         env,
@@ -499,12 +596,17 @@ def _merge(env: Envelope, state: StateView, seq: int) -> Effects:
         inputs[0].material,
         origins.pop() if len(origins) == 1 else "mixed",
         total,
-        elements,
+        merged.elements,
         tuple(u for lot in inputs for u in lot.units),
+        merged.recovered,
+        {u: new for lot in inputs for u, new in lot.recoded.items()},
     )
-    spent = [_moved(lot, env, seq, remaining_g=0, status=CONSUMED, elements={}) for lot in inputs]
-    edges = [Edge(lot.id, into.id, seq, lot.remaining_g) for lot in inputs]
-    return Effects(lots=[*spent, into], edges=edges)
+    spent = [
+        _moved(lot, env, seq, remaining_g=0, status=CONSUMED, elements={}, recovered={})
+        for lot in inputs
+    ]
+    edges = [Edge(lot.id, into.id, seq, lot.remaining_g, lot.elements) for lot in inputs]
+    return Effects(lots=[*spent, into], edges=edges, units=_unit_rows([into], seq))
 
 
 def _transform(env: Envelope, state: StateView, seq: int) -> Effects:
@@ -516,6 +618,7 @@ def _transform(env: Envelope, state: StateView, seq: int) -> Effects:
         )
     in_masses = [i["mass_g"] for i in b["inputs"]]
     spent: list[Lot] = []
+    drawn: list[content.Part] = []
     for i, item in enumerate(b["inputs"]):
         lot = lots[item["lot"]]
         _held_by_actor(env, lot, f"body.inputs[{i}].lot")
@@ -525,7 +628,19 @@ def _transform(env: Envelope, state: StateView, seq: int) -> Effects:
                 f"{lot.id} holds {lot.remaining_g} g, not {item['mass_g']} g",
                 path=f"body.inputs[{i}].mass_g",
             )
+        # Units can't be split by mass: a transform (dismantling) takes the whole lot.
+        if lot.units and item["mass_g"] != lot.remaining_g:
+            raise RecordRefused(
+                "mass.mismatch",
+                f"{lot.id} holds {len(lot.units)} units (batteries): a transform takes the "
+                f"whole lot ({lot.remaining_g} g); split it by units first",
+                path=f"body.inputs[{i}].mass_g",
+            )
         left = lot.remaining_g - item["mass_g"]
+        took, kept = content.divide(
+            lot.remaining_g, lot.elements, lot.recovered, [item["mass_g"], left]
+        )
+        drawn.append(took)
         spent.append(
             _moved(
                 lot,
@@ -533,7 +648,8 @@ def _transform(env: Envelope, state: StateView, seq: int) -> Effects:
                 seq,
                 remaining_g=left,
                 status=lot.status if left else CONSUMED,
-                elements=_scaled(lot.elements, left, lot.remaining_g),
+                elements=kept.elements,
+                recovered=kept.recovered,
             )
         )
     out_total = sum(o["mass_g"] for o in b["outputs"]) + b["loss_g"]
@@ -543,27 +659,133 @@ def _transform(env: Envelope, state: StateView, seq: int) -> Effects:
             f"outputs + loss_g = {out_total} g but inputs = {sum(in_masses)} g; every gram must be accounted for",
             path="body.outputs",
         )
+    for j, out in enumerate(b["outputs"]):
+        _material(out["material"], f"body.outputs[{j}].material")
+        _elements(out.get("elements", {}), out["mass_g"], f"body.outputs[{j}].elements")
+    declared = [out.get("elements", {}) for out in b["outputs"]]
+    made = content.transform(
+        sum(in_masses),
+        content.add(drawn),
+        [out["mass_g"] for out in b["outputs"]],
+        declared,
+        b["loss_g"],
+    )
+    if isinstance(made, content.Shortfall):
+        raise RecordRefused(
+            "element.exceeds_inputs",
+            f"the outputs declare {made.declared_g} g of {made.symbol} but the inputs gave "
+            f"{made.available_g} g: an output can't hold more of an element than went in — "
+            "correct the assay, or declare the element content on the input lots",
+            path=_first_declaring(declared, made.symbol),
+        )
     outputs: list[Lot] = []
     edges: list[Edge] = []
     for j, out in enumerate(b["outputs"]):
-        _material(out["material"], f"body.outputs[{j}].material")
-        elements = out.get("elements", {})
-        _elements(elements, out["mass_g"], f"body.outputs[{j}].elements")
         outputs.append(
-            _new_lot(env, seq, out["lot"], out["material"], "transformed", out["mass_g"], elements)
+            _new_lot(
+                env,
+                seq,
+                out["lot"],
+                out["material"],
+                "transformed",
+                out["mass_g"],
+                made[j].elements,
+                recovered=made[j].recovered,
+            )
         )
-        # How much of this output came from each input, in proportion to input mass.
-        for item, share in zip(b["inputs"], apportion(out["mass_g"], in_masses), strict=True):
-            if share:
-                edges.append(Edge(item["lot"], out["lot"], seq, share))
+        # How much of this output came from each input: its mass in proportion to input
+        # mass, each element in proportion to the element's grams drawn from each input.
+        masses = apportion(out["mass_g"], in_masses)
+        by_element = {
+            symbol: apportion(grams, [d.elements.get(symbol, 0) for d in drawn])
+            for symbol, grams in made[j].elements.items()
+        }
+        for i, item in enumerate(b["inputs"]):
+            flowed = {s: parts[i] for s, parts in by_element.items() if parts[i]}
+            if masses[i] or flowed:
+                edges.append(Edge(item["lot"], out["lot"], seq, masses[i], flowed))
     return Effects(lots=[*spent, *outputs], edges=edges)
+
+
+def _first_declaring(declared: list[dict[str, int]], symbol: str) -> str:
+    for j, elements in enumerate(declared):
+        if elements.get(symbol):
+            return f"body.outputs[{j}].elements.{symbol}"
+    return "body.outputs"
 
 
 def _status(env: Envelope, state: StateView, seq: int) -> Effects:
     lots, _ = _lots(env, state)
-    lot = lots[env.body["lot"]]
+    b = env.body
+    lot = lots[b["lot"]]
     _held_by_actor(env, lot, "body.lot")
-    return Effects(lots=[_moved(lot, env, seq, status=env.body["status"])])
+    changes: dict[str, Any] = {"status": b["status"]}
+    if b["status"] in content.END_OF_LIFE:
+        # The product has reached its end of life: it is post-consumer waste now (ISO 14021 §7.8.1.1).
+        elements = {
+            k: v for k, v in lot.content.items() if "." not in k and k not in ("pre", "post")
+        }
+        changes["recovered"] = content.end_of_life(lot.remaining_g, lot.elements)
+        changes["content"] = content.composition(
+            lot.mass_g, elements, content.end_of_life(lot.mass_g, elements)
+        )
+    effects = Effects()
+    if "recode" in b:
+        changes["recoded"], effects.units, effects.registered = _recode(state, lot, b, seq)
+    effects.lots.append(_moved(lot, env, seq, **changes))
+    return effects
+
+
+def _recode(
+    state: StateView, lot: Lot, b: dict[str, Any], seq: int
+) -> tuple[dict[str, str], list[UnitRow], dict[str, str]]:
+    """Second-life codes: GB/T 34014-2017 §4.2 — a cascade-use product is coded anew, and
+    the original product's code is kept (so the lot carries both)."""
+    if b["status"] != "second_life":
+        raise RecordRefused(
+            "battery_code.second_life",
+            "new codes are given only when units go to second life: set status second_life",
+            path="body.recode",
+        )
+    recoded = dict(lot.recoded)
+    rows: list[UnitRow] = []
+    registered: dict[str, str] = {}
+    for unit, new in b["recode"].items():
+        path = f"body.recode.{unit[:64]}"
+        if unit not in lot.units:
+            raise RecordRefused(
+                "battery_code.second_life",
+                f"{lot.id} holds no unit {unit[:64]!r}; give each unit's original code as the key",
+                path=path,
+            )
+        if unit in recoded:
+            raise RecordRefused(
+                "battery_code.second_life",
+                f"{unit[:64]!r} already has the second-life code {recoded[unit]!r}",
+                path=path,
+            )
+        original, key = _unit_key(unit, path), _unit_key(new, path)
+        if original == key:
+            raise RecordRefused(
+                "battery_code.second_life",
+                "a second-life product gets a new code, not its original one "
+                "(GB/T 34014-2017 §4.2): give the new code",
+                path=path,
+            )
+        if len(unit) == len(new) == 24 and unit.isalnum() and new.isalnum():
+            try:
+                second_life_pair(unit, new)
+            except BatteryCodeError as exc:
+                raise RecordRefused(
+                    "battery_code.second_life", f"{exc.message} ({exc.rule})", path=path
+                ) from None
+        if key in registered:
+            raise RecordRefused("battery_code.duplicate", f"{new[:64]!r} is given twice", path=path)
+        _unit_free(state, key, new, path)
+        recoded[unit] = new
+        rows.append(UnitRow(key, lot.id, seq, original))
+        registered[key] = lot.id
+    return recoded, rows, registered
 
 
 def _dispose(env: Envelope, state: StateView, seq: int) -> Effects:
@@ -578,6 +800,7 @@ def _dispose(env: Envelope, state: StateView, seq: int) -> Effects:
             path="body.mass_g",
         )
     left = lot.remaining_g - b["mass_g"]
+    kept = content.divide(lot.remaining_g, lot.elements, lot.recovered, [left, b["mass_g"]])[0]
     return Effects(
         lots=[
             _moved(
@@ -587,7 +810,8 @@ def _dispose(env: Envelope, state: StateView, seq: int) -> Effects:
                 remaining_g=left,
                 disposed_g=lot.disposed_g + b["mass_g"],
                 status=lot.status if left else DISPOSED,
-                elements=_scaled(lot.elements, left, lot.remaining_g),
+                elements=kept.elements,
+                recovered=kept.recovered,
             )
         ]
     )
@@ -635,7 +859,9 @@ def _void(env: Envelope, state: StateView, seq: int) -> Effects:
     restored: list[Lot] = []
     for lot in lots.values():
         if lot.prev is None:
-            restored.append(_moved(lot, env, seq, remaining_g=0, status=VOID, elements={}))
+            restored.append(
+                _moved(lot, env, seq, remaining_g=0, status=VOID, elements={}, recovered={})
+            )
         else:
             before = Lot.from_snapshot(lot.prev)
             restored.append(before.evolve(head=env.hash, updated_seq=seq, prev=lot.snapshot()))

@@ -48,6 +48,11 @@ class Lot:
     transit_g: int | None = None
     transit_loss_g: int = 0
     disposed_g: int = 0
+    # Recovered content (ledger/content.py): ``content`` is the lot's composition for its
+    # ``mass_g`` as made; ``recovered`` the recovered buckets of what remains.
+    content: dict[str, int] = field(default_factory=dict)
+    recovered: dict[str, int] = field(default_factory=dict)
+    recoded: dict[str, str] = field(default_factory=dict)  # unit -> its second-life code
     prev: str | None = None
 
     def evolve(self, **changes: Any) -> Lot:
@@ -72,6 +77,9 @@ class Lot:
             get("transit_g", self.transit_g),
             get("transit_loss_g", self.transit_loss_g),
             get("disposed_g", self.disposed_g),
+            get("content", self.content),
+            get("recovered", self.recovered),
+            get("recoded", self.recoded),
             get("prev", self.prev),
         )
 
@@ -101,6 +109,9 @@ class Lot:
                 self.transit_g,
                 self.transit_loss_g,
                 self.disposed_g,
+                self.content,
+                self.recovered,
+                self.recoded,
             ],
             separators=(",", ":"),
         )
@@ -148,12 +159,28 @@ class PastRecord:
 
 @dataclass(frozen=True, slots=True)
 class Edge:
-    """Mass that flowed from one lot into another, by the record at ``seq``."""
+    """Mass (and the element grams within it) that flowed from one lot into another,
+    by the record at ``seq``."""
 
     parent: str
     child: str
     seq: int
     mass_g: int
+    elements: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRow:
+    """A lot that holds a unit (battery), from the record at ``seq``.
+
+    ``unit`` is the code's canonical key (:attr:`ledger.battery_codes.UnitCode.key`); for a
+    second-life code, ``original`` is the key of the code it replaces.
+    """
+
+    unit: str
+    lot: str
+    seq: int
+    original: str | None = None
 
 
 class StateView(Protocol):
@@ -166,16 +193,21 @@ class StateView(Protocol):
     def org(self, org_id: str) -> Org | None: ...
     def key(self, key_id: str) -> Key | None: ...
     def record(self, record_hash: str) -> PastRecord | None: ...
+    def unit_lots(self, unit: str) -> list[str]:
+        """The lots that have held ``unit`` (a code's canonical key)."""
+        ...
 
 
 @dataclass
 class Effects:
-    """What one record changes: new versions of lots, orgs and keys; new edges."""
+    """What one record changes: new versions of lots, orgs and keys; new edges and unit rows."""
 
     lots: list[Lot] = field(default_factory=list)
     orgs: list[Org] = field(default_factory=list)
     keys: list[Key] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
+    units: list[UnitRow] = field(default_factory=list)
+    registered: dict[str, str] = field(default_factory=dict)  # unit key -> lot, new codes only
 
 
 class MemoryState:
@@ -198,6 +230,8 @@ class MemoryState:
         self.keys: dict[str, Key] = {}
         self.records: dict[str, PastRecord] = {}
         self.edges: list[Edge] = []
+        self.units: dict[str, list[str]] = {}  # unit key -> the lots that registered it
+        self.unit_rows: list[UnitRow] = []
         self.lot_records: list[tuple[str, int]] = []  # (lot, seq): each lot a record changed
         self.seq = 0
         self._record_loader = record_loader
@@ -222,6 +256,9 @@ class MemoryState:
             found = self._record_loader(record_hash)
         return found
 
+    def unit_lots(self, unit: str) -> list[str]:
+        return self.units.get(unit, [])
+
     def apply(self, effects: Effects, record: PastRecord | None = None) -> None:
         for lot in effects.lots:
             self.lots[lot.id] = lot
@@ -230,6 +267,9 @@ class MemoryState:
         for key in effects.keys:
             self.keys[key.id] = key
         self.edges.extend(effects.edges)
+        for unit, lot_id in effects.registered.items():
+            self.units.setdefault(unit, []).append(lot_id)
+        self.unit_rows.extend(effects.units)
         if record is not None:
             self.lot_records.extend((lot_id, record.seq) for lot_id in {x.id for x in effects.lots})
             if self._keep_records:

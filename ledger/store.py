@@ -57,7 +57,16 @@ from ledger.signing import (
     verify,
 )
 from ledger.state import Edge, Effects, Key, Lot, MemoryState, Org, PastRecord
-from ledger.tables import PROJECTIONS, by_hash_prefix, keys, ledger_meta, lots, orgs, records
+from ledger.tables import (
+    PROJECTIONS,
+    by_hash_prefix,
+    keys,
+    ledger_meta,
+    lot_units,
+    lots,
+    orgs,
+    records,
+)
 
 MAX_BATCH = 5_000
 LOCK_TIMEOUT_MS = 10_000
@@ -387,6 +396,7 @@ class Store:
                     changed_keys.values(),
                     new_edges,
                     state.lot_records,
+                    state.unit_rows,
                     stored_lots=stored_lots,
                     stored_keys=stored_keys,
                     sql=sql,
@@ -524,6 +534,12 @@ class Store:
             existing, created = rules.touched_lots(past.type, past.body)
             lot_ids.update(existing, created)
             org_ids.add(past.actor)
+        # Battery codes a record registers: which lots already hold them (duplicates).
+        unit_keys = {key for env in envs for key in rules.registered_unit_keys(env)}
+        if unit_keys:
+            for row in _select_in(conn, lot_units, lot_units.c.unit, unit_keys):
+                state.units.setdefault(row.unit, []).append(row.lot)
+                lot_ids.add(row.lot)
         state.load(
             _cached(
                 self._lot_cache,
@@ -626,6 +642,7 @@ class Store:
                 state.keys.values(),
                 state.edges,
                 state.lot_records,
+                state.unit_rows,
                 sql=self._sql,
             )
         self._forget()

@@ -72,6 +72,10 @@ class LotRow(SQLModel, table=True):
     transit_g: int | None = Field(default=None, sa_column=Column(BigInteger))
     transit_loss_g: int = Field(sa_column=Column(BigInteger, nullable=False))
     disposed_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # Recovered content (ledger/content.py), JSON objects of integer grams.
+    content: str = Field(sa_column=Column(Text, nullable=False, server_default="{}"))
+    recovered: str = Field(sa_column=Column(Text, nullable=False, server_default="{}"))
+    recoded: str = Field(sa_column=Column(Text, nullable=False, server_default="{}"))
     prev: str | None = Field(default=None, sa_column=Column(Text))
 
 
@@ -104,6 +108,21 @@ class EdgeRow(SQLModel, table=True):
     child: str = Field(sa_column=Column(String(64), primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+    elements: str = Field(  # JSON: element grams
+        sa_column=Column(Text, nullable=False, server_default="{}")
+    )
+
+
+class LotUnitRow(SQLModel, table=True):
+    """Lot ``lot`` holds unit ``unit`` (a battery code's canonical key) from the record at
+    ``seq``; ``original``: for a second-life code, the key of the code it keeps."""
+
+    __tablename__ = "lot_units"
+    __table_args__ = (Index("ix_lot_units_lot", "lot"),)
+    unit: str = Field(sa_column=Column(String(160), primary_key=True))
+    lot: str = Field(sa_column=Column(String(64), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    original: str | None = Field(default=None, sa_column=Column(String(160)))
 
 
 class LotRecordRow(SQLModel, table=True):
@@ -152,6 +171,7 @@ orgs = table(OrgRow)
 keys = table(KeyRow)
 lot_edges = table(EdgeRow)
 lot_records = table(LotRecordRow)
+lot_units = table(LotUnitRow)
 api_tokens = table(TokenRow)
 ledger_meta = table(MetaRow)
 metadata = SQLModel.metadata
@@ -173,4 +193,4 @@ def by_hash_prefix(hashes: Iterable[str]) -> Any:
     return HASH16.in_(sorted({h[:16] for h in hashes}))
 
 
-PROJECTIONS = (lots, orgs, keys, lot_edges, lot_records)
+PROJECTIONS = (lots, orgs, keys, lot_edges, lot_records, lot_units)

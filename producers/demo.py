@@ -16,11 +16,19 @@ then simulates months of day-by-day trade in all six waste families:
   mixed plastics (its residue is incinerated or landfilled); the tyre
   recycler granulates tyres into crumb, steel wire (to the steel mill) and
   textile fibre (energy recovery or incineration);
-* the automaker places battery packs (with 24-character battery codes) on the
-  market, retires fleet packs every fortnight (one lot goes to second life)
-  and hands them to the battery recycler, which dismantles them, makes black
+* the battery loop: the automaker places NMC packs (each with its GB/T
+  34014-2017 code, made of virgin material) on the market; the packs go into
+  use; every fortnight a lot of fleet packs is retired (it becomes
+  post-consumer waste) and taken back to the battery recycler, which records
+  it as collected. The second lot taken back goes to a second-life storage
+  operator, which codes each pack anew and keeps the original code (GB/T
+  34014 §4.2); the recycler dismantles the others into modules, makes black
   mass and, once a month, recovers cobalt sulfate, nickel sulfate, lithium
-  carbonate and manganese sulfate by hydrometallurgy;
+  carbonate and manganese sulfate by hydrometallurgy. It sells the salts to a
+  cathode maker, which synthesises NMC cathode material from them and from
+  virgin salts, so the cathode lot has a recovered share of each element that
+  the ledger computes (Co about 20 %, Ni about 9 %, Li about 4.5 %: the Co and
+  Ni shares meet the 2031 targets of Reg. (EU) 2023/1542 Art. 8, Li does not);
 * once, a collector enters a weighbridge ticket twice and the regulator voids
   the duplicate.
 
@@ -30,6 +38,11 @@ come from the simulated calendar, so two runs on fresh ledgers produce
 byte-identical records. The heads of lots are kept client-side (a record's
 hash is the SHA-256 of its canonical bytes) and records go to
 :meth:`ledger.store.Store.append` in atomic batches of :data:`BATCH`.
+
+The demo mirrors each lot's element content with the ledger's own arithmetic
+(:mod:`ledger.content`), so what it declares on a transform's outputs never
+exceeds what the inputs gave (``element.exceeds_inputs``). It never declares
+recovered shares: the ledger computes them from the origins and the flows.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ from typing import Any
 
 from ulid import ULID
 
+from ledger import content
 from ledger.apportion import apportion
 from ledger.errors import RecordRefused
 from ledger.materials import default_taxonomy
@@ -70,12 +84,22 @@ class DemoSummary:
     counts: it stays in the ledger with status ``void``); ``by_family``:
     grams collected per family, i.e. post-consumer lots weighed in by
     collectors plus end-of-life battery packs handed to the recycler.
+
+    The battery loop: ``cathode_lot`` is the first NMC cathode lot made from
+    recovered salts; ``traced_battery`` the GB/T 34014 code of a pack whose
+    lot was dismantled and whose material reached that cathode lot;
+    ``second_life_lot`` the lot of packs that went to second life (each pack
+    with its original and its new code). Each is ``None`` if the period was
+    too short for it.
     """
 
     records: int
     orgs: list[str]
     lots: int
     by_family: dict[str, int]
+    cathode_lot: str | None = None
+    traced_battery: str | None = None
+    second_life_lot: str | None = None
 
 
 def demo_key(seed: int, org: str) -> Ed25519PrivateKey:
@@ -132,6 +156,8 @@ TYRES = "org:gd-tyre-recycler"
 BATTERIES = "org:gd-battery-recycler"
 AUTOMAKER = "org:gz-automaker-demo"
 REGULATOR = "org:gd-eco-regulator"
+STORAGE = "org:gd-energy-storage"
+CATHODE = "org:gd-cathode-works"
 
 _ORGS = (
     _Org(GD_COLLECTOR_1, "Guangzhou Baiyun Renewable Resources (demo)", ("collector",), "CN-GD"),
@@ -146,6 +172,9 @@ _ORGS = (
     _Org(BATTERIES, "Zhaoqing Battery Recycling (demo)", ("recycler",), "CN-GD"),
     _Org(AUTOMAKER, "Guangzhou Motors (demo)", ("producer", "manufacturer"), "CN-GD"),
     _Org(REGULATOR, "Guangdong Ecology and Environment Dept. (demo)", ("regulator",), "CN-GD"),
+    # A repurposer places the second-life battery on the market as a new product.
+    _Org(STORAGE, "Huizhou Second-Life Energy Storage (demo)", ("manufacturer",), "CN-GD"),
+    _Org(CATHODE, "Jiangmen Cathode Materials (demo)", ("manufacturer",), "CN-GD"),
 )
 
 # What each collector weighs in: (material, relative frequency).
@@ -211,8 +240,35 @@ _TRANSIT_LOSS_PERMILLE = {
     "plastics": 10,
     "tyres": 8,
     "batteries": 0,
+    "elements": 0,
 }
 _PACK_KG = (420, 520)
+
+# GB/T 34014-2017 codes (ledger/battery_codes.py): maker (3), product type, battery type
+# (E: ternary, NCM), specification (2), traceability code (7), production year, month and day
+# (1 each), serial (7). The maker codes are the demo's own; the standard's year table could
+# not be read, so the demo writes the year as a VIN does (ISO 3779: 2010 = A … 2030 = Y,
+# then 1-9 for 2031-2039; no I, O, Q, U, Z): all of them year codes the parser accepts.
+_AUTOMAKER_CODE = "GZM"
+_REPURPOSER_CODE = "HZS"
+_VIN_YEARS = "ABCDEFGHJKLMNPRSTVWXY123456789"
+_MONTH_CODES = "123456789ABC"
+_DAY_CODES = "123456789ABCDEFGHJKLMNPRSTUVWXY"
+
+# NMC622 cathode active material, LiNi0.6Mn0.2Co0.2O2 (IUPAC atomic weights: Li 6.94,
+# Ni 58.693, Mn 54.938, Co 58.933, O 15.999; M = 96.93 g/mol), in g/t.
+_NMC622_G_PER_T = {"Li": 71_600, "Ni": 363_300, "Mn": 113_400, "Co": 121_600}
+# The salt each element of the cathode is made from.
+_SALTS = {
+    "Co": "elements.cobalt_sulfate",
+    "Ni": "elements.nickel_sulfate",
+    "Li": "elements.lithium_carbonate",
+    "Mn": "elements.manganese_sulfate",
+}
+# The cathode maker's recipe: the share of each element it takes from recovered salts,
+# per mille (the rest is virgin). Co and Ni meet the 2031 Art. 8 minimums (Co 16 %, Ni 6 %),
+# Li (6 %) does not: lithium recovery lags.
+_RECOVERED_PERMILLE = {"Co": 200, "Ni": 90, "Li": 45, "Mn": 100}
 
 
 def _add_months(d: date, months: int) -> date:
@@ -225,11 +281,24 @@ def _family(material: str) -> str:
     return material.split(".", 1)[0]
 
 
-def _scaled(elements: dict[str, int], part: int, whole: int) -> dict[str, int]:
-    """Element content of ``part`` of ``whole`` grams (floor, as the ledger does)."""
-    if part == whole or not elements:
-        return dict(elements)
-    return {k: v * part // whole for k, v in elements.items() if v * part // whole}
+def gbt_code(maker: str, trace: str, made: date, serial: int) -> str:
+    """A 24-character GB/T 34014-2017 code of an NMC pack (see the codes' table above)."""
+    assert len(maker) == 3 and len(trace) == 7 and 0 < serial < 10_000_000
+    return (
+        f"{maker}PEN6{trace}{_VIN_YEARS[(made.year - 2010) % 30]}"
+        f"{_MONTH_CODES[made.month - 1]}{_DAY_CODES[made.day - 1]}{serial:07d}"
+    )
+
+
+def _part(lot: _Lot) -> content.Part:
+    return content.Part(lot.elements, lot.recovered)
+
+
+def _divided(lot: _Lot, drawn_g: int) -> tuple[content.Part, content.Part]:
+    """(drawn, left) when ``drawn_g`` of ``lot`` goes into a transform, as the ledger divides it."""
+    left_g = lot.remaining_g - drawn_g
+    drawn, left = content.divide(lot.remaining_g, lot.elements, lot.recovered, [drawn_g, left_g])
+    return drawn, left
 
 
 def _fit(elements: dict[str, int], mass_g: int) -> dict[str, int]:
@@ -244,15 +313,20 @@ def _fit(elements: dict[str, int], mass_g: int) -> dict[str, int]:
 # --- the simulation ---------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class _Lot:
-    """The client's picture of a lot: enough to write valid records about it."""
+    """The client's picture of a lot: enough to write valid records about it.
+
+    ``elements`` and ``recovered`` are the ledger's own (:mod:`ledger.content`) for the
+    remaining mass, kept in step by the same arithmetic.
+    """
 
     id: str
     material: str
     custodian: str
     remaining_g: int
     elements: dict[str, int]
+    recovered: dict[str, int] = field(default_factory=dict)
     units: tuple[str, ...] = ()
     status: str = "active"
     to: str | None = None  # in transit to
@@ -290,7 +364,12 @@ class _Demo:
         self.counter = 0
         self.lot_numbers: dict[str, int] = {}
         self.pack_serial = 0
+        self.second_life_serial = 0
         self.collected = dict.fromkeys(FAMILIES, 0)
+        self.taken_back = 0  # lots of packs the recycler has received
+        self.parents: dict[str, tuple[str, ...]] = {}  # lot -> the lots it was made from
+        self.cathode_lot: str | None = None
+        self.second_life_lot: str | None = None
 
     # --- records ---------------------------------------------------------------
 
@@ -400,10 +479,12 @@ class _Demo:
         elements: dict[str, int] | None = None,
         units: Sequence[str] = (),
     ) -> _Lot:
-        lot = _Lot(self._new_lot_id(org), material, org, mass_g, {}, tuple(units), since=self.day)
+        lot = _Lot(self._new_lot_id(org), material, org, mass_g, {}, units=tuple(units))
+        lot.since = self.day
         lot.elements = (
             self.typical(material, mass_g) if elements is None else _fit(elements, mass_g)
         )
+        lot.recovered = content.at_origin(origin, mass_g, lot.elements)
         body: dict[str, Any] = {
             "lot": lot.id,
             "material": material,
@@ -432,23 +513,30 @@ class _Demo:
         loss = self.rng.randint(0, worst) if worst and self.rng.random() < 0.7 else 0
         weighed = declared - loss
         self._emit(lot.to, "receive", {"lot": lot.id, "mass_g": weighed}, spends=[lot.id])
-        lot.elements = _scaled(lot.elements, weighed, declared)
+        kept = content.divide(declared, lot.elements, lot.recovered, [weighed, loss])[0]
+        lot.elements, lot.recovered = kept.elements, kept.recovered
         lot.remaining_g, lot.custodian, lot.to, lot.since = weighed, lot.to, None, self.day
         self._hold(lot)
 
     def split(self, lot: _Lot, masses: Sequence[int]) -> list[_Lot]:
-        assert sum(masses) == lot.remaining_g
+        assert sum(masses) == lot.remaining_g and not lot.units
+        shares = content.divide(lot.remaining_g, lot.elements, lot.recovered, masses)
         parts = [
             _Lot(
-                self._new_lot_id(lot.custodian), lot.material, lot.custodian, m, {}, since=self.day
+                self._new_lot_id(lot.custodian),
+                lot.material,
+                lot.custodian,
+                m,
+                share.elements,
+                share.recovered,
+                since=self.day,
             )
-            for m in masses
+            for m, share in zip(masses, shares, strict=True)
         ]
         body = {"lot": lot.id, "parts": [{"lot": p.id, "mass_g": p.remaining_g} for p in parts]}
         self._emit(lot.custodian, "split", body, spends=[lot.id], creates=[p.id for p in parts])
-        shares = {k: apportion(v, list(masses)) for k, v in lot.elements.items()}
-        for i, part in enumerate(parts):
-            part.elements = {k: s[i] for k, s in shares.items() if s[i]}
+        for part in parts:
+            self.parents[part.id] = (lot.id,)
             if lot.id in self.graded:
                 self.graded.add(part.id)
             self._hold(part)
@@ -457,18 +545,18 @@ class _Demo:
 
     def merge(self, lots: Sequence[_Lot]) -> _Lot:
         org = lots[0].custodian
+        merged = content.add([_part(x) for x in lots])
         into = _Lot(
             self._new_lot_id(org),
             lots[0].material,
             org,
             sum(x.remaining_g for x in lots),
-            {},
+            merged.elements,
+            merged.recovered,
             tuple(u for x in lots for u in x.units),
             since=self.day,
         )
-        for x in lots:
-            for k, v in x.elements.items():
-                into.elements[k] = into.elements.get(k, 0) + v
+        self.parents[into.id] = tuple(x.id for x in lots)
         body = {"lots": [x.id for x in lots], "into": into.id}
         self._emit(org, "merge", body, spends=[x.id for x in lots], creates=[into.id])
         if all(x.id in self.graded for x in lots):
@@ -483,26 +571,43 @@ class _Demo:
     ) -> list[_Lot]:
         org = inputs[0][0].custodian
         outputs = [o for o in outputs if o.mass_g > 0]
-        loss = sum(m for _, m in inputs) - sum(o.mass_g for o in outputs)
+        total = sum(m for _, m in inputs)
+        loss = total - sum(o.mass_g for o in outputs)
         assert loss >= 0, f"{process}: outputs exceed inputs"
+        declared = [_fit(o.elements, o.mass_g) for o in outputs]
+        # What the ledger will compute (ledger/rules.py _transform, ledger/content.py).
+        divided = [_divided(lot, m) for lot, m in inputs]
+        shares = content.transform(
+            total,
+            content.add([drawn for drawn, _ in divided]),
+            [o.mass_g for o in outputs],
+            declared,
+            loss,
+        )
+        if isinstance(shares, content.Shortfall):
+            raise RuntimeError(
+                f"the demo's {process} declares {shares.declared_g} g of {shares.symbol} but its "
+                f"inputs hold {shares.available_g} g (a bug in the demo)"
+            )
         made = [
             _Lot(
                 self._new_lot_id(org),
                 o.material,
                 org,
                 o.mass_g,
-                _fit(o.elements, o.mass_g),
+                share.elements,
+                share.recovered,
                 since=self.day,
             )
-            for o in outputs
+            for o, share in zip(outputs, shares, strict=True)
         ]
         body = {
             "process": process,
             "inputs": [{"lot": lot.id, "mass_g": m} for lot, m in inputs],
             "outputs": [
                 {"lot": x.id, "material": x.material, "mass_g": x.remaining_g}
-                | ({"elements": x.elements} if x.elements else {})
-                for x in made
+                | ({"elements": elements} if elements else {})
+                for x, elements in zip(made, declared, strict=True)
             ],
             "loss_g": loss,
         }
@@ -513,41 +618,48 @@ class _Demo:
             spends=[lot.id for lot, _ in inputs],
             creates=[x.id for x in made],
         )
-        for lot, m in inputs:
-            left = lot.remaining_g - m
-            lot.elements = _scaled(lot.elements, left, lot.remaining_g)
-            lot.remaining_g = left
-            if not left:
+        for (lot, m), (_, left) in zip(inputs, divided, strict=True):
+            lot.elements, lot.recovered = left.elements, left.recovered
+            lot.remaining_g -= m
+            if not lot.remaining_g:
                 self._consumed(lot)
         for x in made:
+            self.parents[x.id] = tuple(lot.id for lot, _ in inputs)
             self._hold(x)
         return made
 
-    def status(self, lot: _Lot, status: str, note: str | None = None) -> None:
-        body = {"lot": lot.id, "status": status} | ({"note": note} if note else {})
+    def status(
+        self,
+        lot: _Lot,
+        status: str,
+        note: str | None = None,
+        *,
+        recode: dict[str, str] | None = None,
+    ) -> None:
+        body: dict[str, Any] = {"lot": lot.id, "status": status}
+        if note:
+            body["note"] = note
+        if recode:
+            body["recode"] = recode
         self._emit(lot.custodian, "status", body, spends=[lot.id])
         lot.status, lot.since = status, self.day
+        if status in content.END_OF_LIFE:  # the product is post-consumer waste now
+            lot.recovered = content.end_of_life(lot.remaining_g, lot.elements)
 
     def dispose(self, lot: _Lot, method: str) -> None:
         body = {"lot": lot.id, "mass_g": lot.remaining_g, "method": method}
         self._emit(lot.custodian, "dispose", body, spends=[lot.id])
-        lot.remaining_g, lot.elements = 0, {}
         self._consumed(lot)
 
     def _consumed(self, lot: _Lot) -> None:
         self._release(lot)
-        lot.remaining_g, lot.elements, lot.status = 0, {}, "consumed"
+        lot.remaining_g, lot.elements, lot.recovered, lot.status = 0, {}, {}, "consumed"
 
     # --- helpers for processing -------------------------------------------------
 
     def pool(self, inputs: Sequence[tuple[_Lot, int]]) -> dict[str, int]:
-        """The element content of what ``inputs`` spend."""
-        total: dict[str, int] = {}
-        for lot, m in inputs:
-            left = _scaled(lot.elements, lot.remaining_g - m, lot.remaining_g)
-            for k, v in lot.elements.items():
-                total[k] = total.get(k, 0) + v - left.get(k, 0)
-        return total
+        """The element content of what ``inputs`` spend, as the ledger divides it."""
+        return content.add([_divided(lot, m)[0] for lot, m in inputs]).elements
 
     def draw(self, org: str, material: str, need_g: int) -> list[tuple[_Lot, int]]:
         """Up to ``need_g`` of ``org``'s stock of ``material``, oldest lots first."""
@@ -601,6 +713,7 @@ class _Demo:
             self._tyres()
             self._automaker()
             self._battery_recycler()
+            self._cathode_maker()
             if (day - self.first).days == 9:
                 self._duplicate_and_void()
             day += timedelta(days=1)
@@ -618,7 +731,8 @@ class _Demo:
     def _opening_stock(self) -> None:
         # Fleet packs in service since 2019-2021, and the mills' virgin stock.
         for i in range(8):
-            lot = self._packs(self.rng.randint(3, 6), made=2019 + i % 3)
+            made = date(2019 + i % 3, self.rng.randint(1, 12), self.rng.randint(1, 28))
+            lot = self._packs(self.rng.randint(3, 6), made=made)
             self.status(lot, "placed_on_market", "fleet packs sold to the Guangzhou taxi fleet")
             self.status(lot, "in_use")
         self._month_start()
@@ -633,7 +747,8 @@ class _Demo:
             if lot.status == "placed_on_market":
                 self.status(lot, "in_use")
         for _ in range(2):
-            lot = self._packs(self.rng.randint(4, 8), made=self.day.year)
+            made = self.day - timedelta(days=self.rng.randint(5, 40))
+            lot = self._packs(self.rng.randint(4, 8), made=made)
             self.status(lot, "placed_on_market")
         # The processor merges each graded non-ferrous stock into one shipment lot.
         for material in (
@@ -662,13 +777,17 @@ class _Demo:
             lot = self.merge(residue) if len(residue) > 1 else residue[0]
             self.dispose(lot, "incineration" if self.day.month % 2 else "landfill")
 
-    def _packs(self, count: int, *, made: int) -> _Lot:
+    def _packs(self, count: int, *, made: date) -> _Lot:
+        """A lot of ``count`` new packs made on ``made``, of virgin material, each with its code.
+
+        The serial runs on across the demo, so no two packs share a code (the ledger refuses
+        a battery registered twice: ``battery_code.duplicate``).
+        """
         codes, mass = [], 0
+        trace = f"L{self.seed % 1_000_000:06d}"
         for _ in range(count):
             self.pack_serial += 1
-            serial = (self.seed % 10_000) * 10**9 + self.pack_serial
-            # 24 characters: maker, pack, NMC, model, year, month, serial.
-            codes.append(f"GZMPN07{made % 100:02d}{self.rng.randint(1, 12):02d}{serial:013d}")
+            codes.append(gbt_code(_AUTOMAKER_CODE, trace, made, self.pack_serial))
             mass += self.rng.randint(*_PACK_KG) * _KG
         return self.create(AUTOMAKER, "batteries.pack", mass, "virgin", units=codes)
 
@@ -679,10 +798,28 @@ class _Demo:
         self.in_transit = [lot for lot in self.in_transit if lot not in arriving]
         for lot in arriving:
             self.receive(lot)
-            if lot.material == "batteries.pack":
-                self.status(
-                    lot, "awaiting_treatment", "end-of-life packs from the automaker's take-back"
-                )
+            if lot.material != "batteries.pack":
+                continue
+            if lot.custodian == BATTERIES:
+                self.status(lot, "collected", "end-of-life packs from the automaker's take-back")
+                self.taken_back += 1
+                if self.taken_back == 2:
+                    # The recycler's health check finds these packs fit for stationary storage.
+                    self._ship(lot, STORAGE)
+            elif lot.custodian == STORAGE:
+                self._second_life(lot)
+
+    def _second_life(self, lot: _Lot) -> None:
+        """GB/T 34014-2017 §4.2: each repurposed pack gets a new code and keeps its original."""
+        trace = f"R{self.seed % 1_000_000:06d}"
+        recode = {}
+        for unit in lot.units:
+            self.second_life_serial += 1
+            recode[unit] = gbt_code(_REPURPOSER_CODE, trace, self.day, self.second_life_serial)
+        self.status(
+            lot, "second_life", "repurposed as stationary storage at the Huadu depot", recode=recode
+        )
+        self.second_life_lot = self.second_life_lot or lot.id
 
     def _ship(self, lot: _Lot, to: str) -> None:
         lot.since = self.day
@@ -852,10 +989,6 @@ class _Demo:
     def _automaker(self) -> None:
         index = (self.day - self.first).days
         in_use = [x for x in self.stock(AUTOMAKER, "batteries.pack") if x.status == "in_use"]
-        if index == 20 and in_use:
-            self.status(
-                in_use.pop(), "second_life", "repurposed as stationary storage at the Huadu depot"
-            )
         if index % 14 == 2 and in_use:
             lot = in_use[0]
             self.status(lot, "retired", "state of health below 70 %")
@@ -939,10 +1072,74 @@ class _Demo:
                 _Output(material, mass, {entry.element: mass * entry.element_g_per_t // 1_000_000})
             )
         made = self.transform("hydrometallurgy", [(lot, lot.remaining_g)], outputs)
-        nickel = next((x for x in made if x.material == "elements.nickel_sulfate"), None)
-        if nickel is not None and nickel.remaining_g > 2:
-            first = self.share(nickel.remaining_g, 400, 600)
-            self.split(nickel, [first, nickel.remaining_g - first])  # two customers' deliveries
+        sold = []
+        for salt in made:
+            if salt.material == "elements.nickel_sulfate" and salt.remaining_g > 2:
+                # Two customers' deliveries: the cathode maker's, and a plating works' (kept).
+                first = self.share(salt.remaining_g, 400, 600)
+                salt = self.split(salt, [first, salt.remaining_g - first])[0]
+            sold.append(salt)
+        for salt in sold:
+            self._ship(salt, CATHODE)
+
+    def _cathode_maker(self) -> None:
+        """Once a week, NMC622 cathode material from all the recovered cobalt sulfate held.
+
+        The recovered cobalt is :data:`_RECOVERED_PERMILLE` of the batch's cobalt, which sets
+        the batch's mass; of each other element the maker draws that share from recovered
+        salts (as far as it holds them) and buys the rest as virgin salt. The cathode declares
+        the stoichiometric element content, never more than the inputs gave; the ledger
+        computes its recovered share of each element.
+        """
+        if self.day.weekday() != 1:
+            return
+        recovered = {
+            symbol: [x for x in self.stock(CATHODE, material) if x.recovered]
+            for symbol, material in _SALTS.items()
+        }
+        cobalt = sum(x.elements.get("Co", 0) for x in recovered["Co"])
+        if not cobalt:
+            return
+        cathode_co = cobalt * 1000 // _RECOVERED_PERMILLE["Co"]
+        mass = cathode_co * 1_000_000 // _NMC622_G_PER_T["Co"]
+        inputs: list[tuple[_Lot, int]] = []
+        for symbol, material in _SALTS.items():
+            need = mass * _NMC622_G_PER_T[symbol] // 1_000_000
+            held_g = sum(x.remaining_g for x in recovered[symbol])
+            held = sum(x.elements.get(symbol, 0) for x in recovered[symbol])
+            want = need * _RECOVERED_PERMILLE[symbol] // 1000
+            take_g = (
+                held_g if symbol == "Co" or not held else min(held_g, -(-want * held_g // held))
+            )
+            taken: list[tuple[_Lot, int]] = []
+            for lot in recovered[symbol]:
+                if take_g <= 0:
+                    break
+                taken.append((lot, min(take_g, lot.remaining_g)))
+                take_g -= taken[-1][1]
+            inputs += taken
+            short = need - self.pool(taken).get(symbol, 0)
+            if short > 0:
+                entry = self.taxonomy.material(material)
+                assert entry is not None and entry.element_g_per_t
+                salt_g = -(-short * 1_000_000 // entry.element_g_per_t)
+                virgin = self.create(
+                    CATHODE,
+                    material,
+                    salt_g,
+                    "virgin",
+                    elements={symbol: salt_g * entry.element_g_per_t // 1_000_000},
+                )
+                inputs.append((virgin, salt_g))
+        pool = self.pool(inputs)
+        elements = {
+            symbol: min(mass * g // 1_000_000, pool.get(symbol, 0))
+            for symbol, g in _NMC622_G_PER_T.items()
+        }
+        made = self.transform(
+            "cathode_synthesis", inputs, [_Output("batteries.cathode.nmc", mass, elements)]
+        )
+        self.cathode_lot = self.cathode_lot or made[0].id
 
     # --- the mistake ------------------------------------------------------------------------
 
@@ -959,7 +1156,8 @@ class _Demo:
             spends=[duplicate.id],
         )
         self._release(duplicate)
-        duplicate.remaining_g, duplicate.elements, duplicate.status = 0, {}, "void"
+        duplicate.remaining_g, duplicate.elements, duplicate.recovered = 0, {}, {}
+        duplicate.status = "void"
         self._ship(original, STEEL_MILL)
 
     # --- the result ---------------------------------------------------------------------------
@@ -970,4 +1168,21 @@ class _Demo:
             orgs=[o.id for o in _ORGS],
             lots=len(self.lots),
             by_family=dict(self.collected),
+            cathode_lot=self.cathode_lot,
+            traced_battery=self._traced_battery(),
+            second_life_lot=self.second_life_lot,
         )
+
+    def _traced_battery(self) -> str | None:
+        """The first code of the oldest pack lot upstream of the cathode lot."""
+        if self.cathode_lot is None:
+            return None
+        seen: set[str] = set()
+        todo = [self.cathode_lot]
+        while todo:
+            lot_id = todo.pop()
+            if lot_id not in seen:
+                seen.add(lot_id)
+                todo.extend(self.parents.get(lot_id, ()))
+        packs = sorted(x for x in seen if self.lots[x].units)
+        return self.lots[packs[0]].units[0] if packs else None

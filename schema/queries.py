@@ -17,6 +17,7 @@ from __future__ import annotations
 import strawberry
 
 from ledger import queries
+from schema import tracing
 from schema.loaders import BadArgument
 from schema.types import (
     Direction,
@@ -160,6 +161,22 @@ class Query:
         f"{queries.MAX_LINEAGE_DEPTH}) and {queries.LINEAGE_NODE_CAP} lots. Null when the lot "
         "is missing or not readable. Only lots the token's organisation may read are walked "
         "and shown.",
+    )
+    recovered_content: tracing.RecoveredContent | None = strawberry.field(
+        resolver=tracing.recovered_content,
+        description="How much of a lot is recovered material (pre- and post-consumer, overall "
+        "and per element), with the lineage and records that prove it and a check against the "
+        "EU 2023/1542 Art. 8 minimum shares. Null when the lot is missing, not readable, or "
+        "void.",
+    )
+    battery: tracing.Battery | None = strawberry.field(
+        resolver=tracing.battery,
+        description="A battery by its code: a GB/T 34014-2017 code, a GS1 battery-passport id "
+        "(https://…/01/<GTIN>/21/<serial> or (01)<GTIN>(21)<serial>) or a second-life code. "
+        "Its lots, life, custodians and the element grams attributed to it downstream, walked "
+        "up to maxDepth levels (at most 50). Null when no lot registered it or the token's "
+        "organisation may not read the first lot that held it. A malformed code is "
+        "BAD_USER_INPUT.",
     )
     organisation: Organisation | None = strawberry.field(
         resolver=organisation, description="An organisation by id; null when none is registered."

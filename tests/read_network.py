@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import httpx
+from battery_test_codes import gbt_code
 from conftest import World
 
 from ledger.tokens import issue_token, revoke_token
@@ -77,7 +78,7 @@ def build_network(world: World, *, bulk_lots: int = 0) -> Network:
             "mass_g": 400_000,
             "origin": "virgin",
             "elements": {"Co": 20_000, "Ni": 60_000},
-            "units": ["BAT-0001", "BAT-0002"],
+            "units": [gbt_code(1), gbt_code(2)],
         },
         "2026-01-05T08:00:00Z",
     )

@@ -8,6 +8,7 @@ import hashlib
 from typing import Any
 
 import pytest
+from battery_test_codes import gbt_code
 from conftest import World
 from read_network import (
     ALL_LOTS,
@@ -51,7 +52,7 @@ def test_a_lot_and_its_fields(net: Network, api: Api) -> None:
     assert pack["origin"] == "virgin"
     assert (pack["massG"], pack["remainingG"], pack["status"]) == (400_000, 0, "consumed")
     assert pack["transitLossG"] == 1_000 and pack["disposedG"] == 0
-    assert pack["units"] == ["BAT-0001", "BAT-0002"]
+    assert pack["units"] == [gbt_code(1), gbt_code(2)]
     assert pack["custodian"] == {
         "id": RECYCLER,
         "name": RECYCLER,

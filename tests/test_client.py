@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from battery_test_codes import gbt_code
 from conftest import World, fixed_key
 from server_process import running_server
 
@@ -559,11 +560,11 @@ def test_every_builder_makes_a_body_the_ledger_accepts_as_shaped() -> None:
             400_000,
             "post_consumer",
             elements={"Co": 20_000, "Li": 8_000},
-            units=["BAT-1"],
+            units=[gbt_code(1)],
         ),
         "transfer": builders.transfer("lot:b1", "org:mill", 400_000),
         "receive": builders.receive("lot:b1", 399_000),
-        "split": builders.split("lot:b1", [{"lot": "lot:b2", "mass_g": 1, "units": ["BAT-1"]}]),
+        "split": builders.split("lot:b1", [{"lot": "lot:b2", "mass_g": 1, "units": [gbt_code(1)]}]),
         "merge": builders.merge(["lot:x", "lot:y"], "lot:z", mass_g=10),
         "transform": builders.transform(
             "shredding",

@@ -39,6 +39,7 @@ TABLES = {
     "keys",
     "lot_edges",
     "lot_records",
+    "lot_units",
     "ledger_meta",
     "api_tokens",
 }

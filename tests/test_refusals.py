@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from battery_test_codes import gbt_code
 from conftest import World, fixed_key
 
 from ledger.canonical import canonical_bytes
@@ -445,7 +446,7 @@ def test_genesis_must_come_first(db_url: str) -> None:
 
 def test_a_split_hands_every_unit_to_exactly_one_part(setup: tuple[World, Signer, Signer]) -> None:
     world, a, _ = setup
-    codes = ["A" * 24, "B" * 24, "C" * 24]
+    codes = [gbt_code(1), gbt_code(2), gbt_code(3)]
     world.create(a, "lot:packs", 900, material="batteries.pack", origin="virgin", units=codes)
     heads = world.heads("lot:packs")
 
@@ -466,7 +467,7 @@ def test_a_split_hands_every_unit_to_exactly_one_part(setup: tuple[World, Signer
     )
     expect(
         world,
-        split(("lot:p1", 600, codes), ("lot:p2", 300, ["Z" * 24])),
+        split(("lot:p1", 600, codes), ("lot:p2", 300, [gbt_code(9)])),
         "units.unknown",
         "body.parts[1].units[0]",
     )

@@ -100,7 +100,7 @@ def build() -> list[dict[str, Any]]:
             "mass_g": 1_000_000,
             "origin": "post_consumer",
             "elements": {"Co": 50_000, "Li": 20_000, "Ni": 120_000},
-            "units": ["014PCBA00000001A1234567"],
+            "units": ["014PEA17K20001R6F0000001"],
         },
         [],
         ["lot:v1"],
