@@ -386,14 +386,27 @@ def transform(
     return {"process": process, "inputs": ins, "outputs": outs, "loss_g": loss}
 
 
-def status(lot: str, status: str, *, note: str | None = None) -> Body:
-    """``status``: a lifecycle status (e.g. ``second_life``) set by the custodian."""
+def status(
+    lot: str, status: str, *, note: str | None = None, recode: Mapping[str, str] | None = None
+) -> Body:
+    """``status``: a lifecycle status (e.g. ``second_life``) set by the custodian.
+
+    ``recode`` (with ``second_life`` only): each unit's original code -> its new
+    second-life code (GB/T 34014-2017 §4.2: coded anew, the original kept).
+    """
     body: Body = {
         "lot": _id(lot, "body.lot", "lot:"),
         "status": _choice(status, "body.status", LIFECYCLE_STATUSES),
     }
     if note is not None:
         body["note"] = _text(note, "body.note")
+    if recode is not None:
+        if status != "second_life":
+            raise BuildError("body.recode", "new codes are given only with status second_life")
+        _units(list(recode), "body.recode")
+        body["recode"] = dict(
+            zip(recode, _units(list(recode.values()), "body.recode"), strict=True)
+        )
     return body
 
 

@@ -572,7 +572,9 @@ def test_every_builder_makes_a_body_the_ledger_accepts_as_shaped() -> None:
             [builders.output("lot:q", "steel.shredded", 9)],
             1,
         ),
-        "status": builders.status("lot:b1", "second_life", note="storage"),
+        "status": builders.status(
+            "lot:b1", "second_life", note="storage", recode={gbt_code(1): gbt_code(1, maker="SLX")}
+        ),
         "dispose": builders.dispose("lot:b1", 5, "landfill"),
         "void": builders.void("cd" * 32, "entered twice"),
     }
@@ -615,6 +617,11 @@ def test_every_builder_makes_a_body_the_ledger_accepts_as_shaped() -> None:
             "twice",
         ),
         (lambda: builders.merge(["lot:a"], "lot:b"), "body.lots", "at least two"),
+        (
+            lambda: builders.status("lot:a", "retired", recode={"a": "b"}),
+            "body.recode",
+            "second_life",
+        ),
         (
             lambda: builders.transform(
                 "shredding", [("lot:a", 10)], [builders.output("lot:b", "steel.shredded", 8)], 1
