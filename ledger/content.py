@@ -76,6 +76,13 @@ def element_recovered_g(recovered: Mapping[str, int], symbol: str) -> int:
     return recovered.get(f"{symbol}.{PRE}", 0) + recovered.get(f"{symbol}.{POST}", 0)
 
 
+def measures(elements: Mapping[str, int], recovered: Mapping[str, int]) -> dict[str, int]:
+    """Recovered grams by measure: ``"mass"`` and each element symbol (zeros left out)."""
+    out = {"mass": recovered_g(recovered)}
+    out.update({symbol: element_recovered_g(recovered, symbol) for symbol in elements})
+    return {k: v for k, v in out.items() if v}
+
+
 def composition(
     mass_g: int, elements: Mapping[str, int], recovered: Mapping[str, int]
 ) -> dict[str, int]:

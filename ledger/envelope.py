@@ -495,8 +495,39 @@ def _void(b: Body) -> None:
     _text(b, "reason", "body.reason")
 
 
-def _epr(b: Body) -> None:
-    """EPR bodies are specified in issue 4/8; any object parses until then."""
+def _epr_scope(b: Body) -> None:
+    _text(b, "scheme", "body.scheme", limit=64)
+    _text(b, "category", "body.category", limit=64)
+    _text(b, "period", "body.period", limit=16)
+
+
+def _declare(b: Body) -> None:
+    # units (optional): how many units (e.g. batteries) the mass stands for.
+    _fields(b, {"scheme", "category", "period", "mass_g"}, {"units"})
+    _epr_scope(b)
+    _mass(b, "mass_g", "body.mass_g")
+    if "units" in b:
+        _mass(b, "units", "body.units", zero_ok=True)
+
+
+def _certify(b: Body) -> None:
+    _fields(b, {"certificate", "scheme", "category", "period", "lots", "mass_g"})
+    _id(b, "certificate", "body.certificate", prefix="cert:")
+    _epr_scope(b)
+    _lot_masses(b, "lots")
+    _mass(b, "mass_g", "body.mass_g")
+
+
+def _certificate_transfer(b: Body) -> None:
+    _fields(b, {"certificate", "to"})
+    _id(b, "certificate", "body.certificate", prefix="cert:")
+    _id(b, "to", "body.to", prefix="org:")
+
+
+def _certificate_retire(b: Body) -> None:
+    _fields(b, {"certificate", "period"})
+    _id(b, "certificate", "body.certificate", prefix="cert:")
+    _text(b, "period", "body.period", limit=16)
 
 
 _BODY_CHECKS = {
@@ -512,5 +543,8 @@ _BODY_CHECKS = {
     "status": _status,
     "dispose": _dispose,
     "void": _void,
-    **{t: _epr for t in EPR_TYPES},
+    "declare": _declare,
+    "certify": _certify,
+    "certificate.transfer": _certificate_transfer,
+    "certificate.retire": _certificate_retire,
 }

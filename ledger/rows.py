@@ -15,8 +15,19 @@ from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
 from ledger.signing import Ed25519PublicKey, load_public_key
-from ledger.state import Edge, Key, Lot, Org, UnitRow
-from ledger.tables import keys, lot_edges, lot_records, lot_units, lots, orgs, records
+from ledger.state import Certificate, Declaration, Edge, Key, Lot, Org, Output, UnitRow
+from ledger.tables import (
+    certificates,
+    declarations,
+    epr_outputs,
+    keys,
+    lot_edges,
+    lot_records,
+    lot_units,
+    lots,
+    orgs,
+    records,
+)
 
 LOT_COLUMNS = tuple(c.name for c in lots.columns)  # lot_values() follows this order
 # What a record can change on an existing lot (material, origin, mass and units never change).
@@ -158,6 +169,115 @@ def unit_values(row: UnitRow) -> tuple[Any, ...]:
 
 def unit_to_row(row: UnitRow) -> dict[str, Any]:
     return dict(zip(UNIT_COLUMNS, unit_values(row), strict=True))
+
+
+def output_to_row(x: Output) -> dict[str, Any]:
+    return {
+        "lot": x.lot,
+        "actor": x.actor,
+        "process": x.process,
+        "material": x.material,
+        "at": x.at,
+        "seq": x.seq,
+        "recovered": _json(x.recovered),
+        "certified": _json(x.certified),
+    }
+
+
+def output_from_row(r: Row[Any]) -> Output:
+    return Output(
+        r.lot,
+        r.actor,
+        r.process,
+        r.material,
+        r.at,
+        int(r.seq),
+        json.loads(r.recovered),
+        json.loads(r.certified),
+    )
+
+
+def certificate_to_row(x: Certificate) -> dict[str, Any]:
+    return {
+        "id": x.id,
+        "scheme": x.scheme,
+        "category": x.category,
+        "period": x.period,
+        "issuer": x.issuer,
+        "holder": x.holder,
+        "mass_g": x.mass_g,
+        "lots": json.dumps([list(pair) for pair in x.lots], separators=(",", ":")),
+        "issued_seq": x.issued_seq,
+        "updated_seq": x.updated_seq,
+        "retired_period": x.retired_period,
+    }
+
+
+def certificate_from_row(r: Row[Any]) -> Certificate:
+    return Certificate(
+        r.id,
+        r.scheme,
+        r.category,
+        r.period,
+        r.issuer,
+        r.holder,
+        int(r.mass_g),
+        tuple((str(lot), int(g)) for lot, g in json.loads(r.lots)),
+        int(r.issued_seq),
+        int(r.updated_seq),
+        r.retired_period,
+    )
+
+
+def declaration_to_row(x: Declaration) -> dict[str, Any]:
+    return {
+        "seq": x.seq,
+        "producer": x.producer,
+        "scheme": x.scheme,
+        "category": x.category,
+        "period": x.period,
+        "mass_g": x.mass_g,
+        "units": x.units,
+    }
+
+
+def write_epr(
+    conn: Connection,
+    changed_outputs: Iterable[Output],
+    changed_certificates: Iterable[Certificate],
+    new_declarations: Sequence[Declaration],
+    *,
+    stored_outputs: Set[str] = frozenset(),
+    stored_certificates: Set[str] = frozenset(),
+) -> None:
+    """Insert new and update changed EPR projection rows (``stored_*``: ids in the database)."""
+    outs = [output_to_row(x) for x in changed_outputs]
+    new_outs = [r for r in outs if r["lot"] not in stored_outputs]
+    if new_outs:
+        conn.execute(insert(epr_outputs), new_outs)
+    certified = [
+        {"b_lot": r["lot"], "certified": r["certified"]} for r in outs if r["lot"] in stored_outputs
+    ]
+    if certified:
+        conn.execute(update(epr_outputs).where(epr_outputs.c.lot == bindparam("b_lot")), certified)
+    certs = [certificate_to_row(x) for x in changed_certificates]
+    new_certs = [r for r in certs if r["id"] not in stored_certificates]
+    if new_certs:
+        conn.execute(insert(certificates), new_certs)
+    moved = [
+        {
+            "b_id": r["id"],
+            "holder": r["holder"],
+            "updated_seq": r["updated_seq"],
+            "retired_period": r["retired_period"],
+        }
+        for r in certs
+        if r["id"] in stored_certificates
+    ]
+    if moved:
+        conn.execute(update(certificates).where(certificates.c.id == bindparam("b_id")), moved)
+    if new_declarations:
+        conn.execute(insert(declarations), [declaration_to_row(x) for x in new_declarations])
 
 
 def key_from_row(r: Row[Any]) -> Key:

@@ -15,10 +15,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger import content
+from ledger import content, epr
 from ledger.apportion import apportion
 from ledger.battery_codes import BatteryCodeError, classify_unit_code, second_life_pair
-from ledger.envelope import EPR_TYPES, Envelope, parse_at
+from ledger.envelope import Envelope, parse_at
 from ledger.errors import Conflict, RecordRefused
 from ledger.materials import default_taxonomy
 from ledger.signing import b64url_decode, key_id
@@ -32,6 +32,7 @@ from ledger.state import (
     Key,
     Lot,
     Org,
+    Output,
     PastRecord,
     StateView,
     UnitRow,
@@ -95,12 +96,6 @@ def _apply(env: Envelope, state: StateView, seq: int, now: datetime) -> Effects:
             path="body.public_key",
         )
     _check_key(env, state, seq, now)
-    if env.type in EPR_TYPES:
-        raise RecordRefused(
-            "type.not_enabled",
-            f"{env.type} records are accepted once EPR schemes are enabled",
-            path="type",
-        )
     handler = _HANDLERS[env.type]
     return handler(env, state, seq)
 
@@ -680,7 +675,19 @@ def _transform(env: Envelope, state: StateView, seq: int) -> Effects:
         )
     outputs: list[Lot] = []
     edges: list[Edge] = []
+    made_outputs: list[Output] = []
     for j, out in enumerate(b["outputs"]):
+        made_outputs.append(
+            Output(
+                out["lot"],
+                env.actor,
+                b["process"],
+                out["material"],
+                env.at,
+                seq,
+                content.measures(made[j].elements, made[j].recovered),
+            )
+        )
         outputs.append(
             _new_lot(
                 env,
@@ -704,7 +711,7 @@ def _transform(env: Envelope, state: StateView, seq: int) -> Effects:
             flowed = {s: parts[i] for s, parts in by_element.items() if parts[i]}
             if masses[i] or flowed:
                 edges.append(Edge(item["lot"], out["lot"], seq, masses[i], flowed))
-    return Effects(lots=[*spent, *outputs], edges=edges)
+    return Effects(lots=[*spent, *outputs], edges=edges, outputs=made_outputs)
 
 
 def _first_declaring(declared: list[dict[str, int]], symbol: str) -> str:
@@ -856,6 +863,15 @@ def _void(env: Envelope, state: StateView, seq: int) -> Effects:
             )
         lots[lot_id] = lot
     _check_parents(env, lots)
+    for lot_id in created:
+        made = state.output(lot_id)
+        if made is not None and any(made.certified.values()):
+            raise RecordRefused(
+                "void.certified",
+                f"certificates stand on {lot_id}; a record whose "
+                "output backs a certificate can't be voided",
+                path="body.record",
+            )
     restored: list[Lot] = []
     for lot in lots.values():
         if lot.prev is None:
@@ -896,4 +912,8 @@ _HANDLERS = {
     "status": _status,
     "dispose": _dispose,
     "void": _void,
+    "declare": epr.declare,
+    "certify": epr.certify,
+    "certificate.transfer": epr.certificate_transfer,
+    "certificate.retire": epr.certificate_retire,
 }

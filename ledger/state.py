@@ -183,6 +183,59 @@ class UnitRow:
     original: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A lot made by a transform: what a recycler may certify (EPR, DESIGN.md "EPR").
+
+    ``recovered``: the lot's recovered grams when made, by measure — ``"mass"`` and each
+    element symbol; ``certified``: how many of them certificates already stand on.
+    Invariant: certified[m] <= recovered[m] for every measure m.
+    """
+
+    lot: str
+    actor: str
+    process: str
+    material: str
+    at: str
+    seq: int
+    recovered: dict[str, int]
+    certified: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """Recovery evidence: ``mass_g`` of eligible recovered output, issued once, retired once."""
+
+    id: str
+    scheme: str
+    category: str
+    period: str
+    issuer: str
+    holder: str
+    mass_g: int
+    lots: tuple[tuple[str, int], ...]  # (lot, grams) it stands on
+    issued_seq: int
+    updated_seq: int
+    retired_period: str | None = None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_period is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """A producer's placed-on-market mass (and units) for a scheme, category and period."""
+
+    seq: int
+    producer: str
+    scheme: str
+    category: str
+    period: str
+    mass_g: int
+    units: int | None = None
+
+
 class StateView(Protocol):
     """What the rules may read. Implementations do no I/O inside the rules:
     the store loads everything a batch touches before the rules run."""
@@ -197,6 +250,9 @@ class StateView(Protocol):
         """The lots that have held ``unit`` (a code's canonical key)."""
         ...
 
+    def output(self, lot_id: str) -> Output | None: ...
+    def certificate(self, cert_id: str) -> Certificate | None: ...
+
 
 @dataclass
 class Effects:
@@ -208,6 +264,9 @@ class Effects:
     edges: list[Edge] = field(default_factory=list)
     units: list[UnitRow] = field(default_factory=list)
     registered: dict[str, str] = field(default_factory=dict)  # unit key -> lot, new codes only
+    outputs: list[Output] = field(default_factory=list)
+    certificates: list[Certificate] = field(default_factory=list)
+    declarations: list[Declaration] = field(default_factory=list)
 
 
 class MemoryState:
@@ -232,6 +291,9 @@ class MemoryState:
         self.edges: list[Edge] = []
         self.units: dict[str, list[str]] = {}  # unit key -> the lots that registered it
         self.unit_rows: list[UnitRow] = []
+        self.outputs: dict[str, Output] = {}
+        self.certificates: dict[str, Certificate] = {}
+        self.declarations: list[Declaration] = []
         self.lot_records: list[tuple[str, int]] = []  # (lot, seq): each lot a record changed
         self.seq = 0
         self._record_loader = record_loader
@@ -259,6 +321,12 @@ class MemoryState:
     def unit_lots(self, unit: str) -> list[str]:
         return self.units.get(unit, [])
 
+    def output(self, lot_id: str) -> Output | None:
+        return self.outputs.get(lot_id)
+
+    def certificate(self, cert_id: str) -> Certificate | None:
+        return self.certificates.get(cert_id)
+
     def apply(self, effects: Effects, record: PastRecord | None = None) -> None:
         for lot in effects.lots:
             self.lots[lot.id] = lot
@@ -270,6 +338,9 @@ class MemoryState:
         for unit, lot_id in effects.registered.items():
             self.units.setdefault(unit, []).append(lot_id)
         self.unit_rows.extend(effects.units)
+        self.outputs.update((x.lot, x) for x in effects.outputs)
+        self.certificates.update((x.id, x) for x in effects.certificates)
+        self.declarations.extend(effects.declarations)
         if record is not None:
             self.lot_records.extend((lot_id, record.seq) for lot_id in {x.id for x in effects.lots})
             if self._keep_records:

@@ -41,11 +41,14 @@ from ledger.errors import Overloaded, RecordRefused, StoreUnavailable
 from ledger.prepare import check_chunk, outcome_refusal
 from ledger.rows import (
     Statements,
+    certificate_from_row,
     chunks,
     key_from_row,
     lot_from_row,
     org_from_row,
+    output_from_row,
     public_keys_by_id,
+    write_epr,
     write_projections,
 )
 from ledger.signing import (
@@ -56,10 +59,22 @@ from ledger.signing import (
     load_public_key,
     verify,
 )
-from ledger.state import Edge, Effects, Key, Lot, MemoryState, Org, PastRecord
+from ledger.state import (
+    Certificate,
+    Edge,
+    Effects,
+    Key,
+    Lot,
+    MemoryState,
+    Org,
+    Output,
+    PastRecord,
+)
 from ledger.tables import (
     PROJECTIONS,
     by_hash_prefix,
+    certificates,
+    epr_outputs,
     keys,
     ledger_meta,
     lot_units,
@@ -69,6 +84,7 @@ from ledger.tables import (
 )
 
 MAX_BATCH = 5_000
+EPR_CERTIFICATE_TYPES = ("certify", "certificate.transfer", "certificate.retire")
 LOCK_TIMEOUT_MS = 10_000
 PARALLEL_VERIFY_MIN = 64  # below this, a thread pool costs more than it saves
 LOT_CACHE_SIZE = 200_000  # lots kept in memory between batches
@@ -351,6 +367,9 @@ class Store:
             self._resolve_ids(conn, envs, results)
             self._preload(conn, state, [e for i, e in enumerate(envs) if e and results[i] is None])
             stored_lots, stored_keys = set(state.lots), set(state.keys)
+            stored_outputs, stored_certs = set(state.outputs), set(state.certificates)
+            changed_outputs: dict[str, Output] = {}
+            changed_certs: dict[str, Certificate] = {}
             new_records: list[tuple[Any, ...]] = []
             changed_lots: dict[str, Lot] = {}
             new_orgs: list[Org] = []
@@ -371,6 +390,8 @@ class Store:
                 seq += 1
                 state.apply(effects, rules.past_record(env, seq))
                 _collect(effects, changed_lots, new_orgs, changed_keys, new_edges)
+                changed_outputs.update((x.lot, x) for x in effects.outputs)
+                changed_certs.update((x.id, x) for x in effects.certificates)
                 new_records.append(
                     (
                         seq,
@@ -400,6 +421,14 @@ class Store:
                     stored_lots=stored_lots,
                     stored_keys=stored_keys,
                     sql=sql,
+                )
+                write_epr(
+                    conn,
+                    changed_outputs.values(),
+                    changed_certs.values(),
+                    state.declarations,
+                    stored_outputs=stored_outputs,
+                    stored_certificates=stored_certs,
                 )
                 conn.exec_driver_sql(sql.set_seq, (seq,))
         # Committed: what this batch wrote is now the database's state.
@@ -534,6 +563,20 @@ class Store:
             existing, created = rules.touched_lots(past.type, past.body)
             lot_ids.update(existing, created)
             org_ids.add(past.actor)
+        # EPR: the outputs a certificate stands on (or a voided transform made), and the
+        # certificates a record names.
+        output_ids = {
+            item["lot"] for env in envs if env.type == "certify" for item in env.body["lots"]
+        }
+        for past in state.records.values():
+            if past.type == "transform":
+                output_ids.update(o["lot"] for o in past.body["outputs"])
+        lot_ids.update(output_ids)
+        for row in _select_in(conn, epr_outputs, epr_outputs.c.lot, output_ids):
+            state.outputs[row.lot] = output_from_row(row)
+        cert_ids = {env.body["certificate"] for env in envs if env.type in EPR_CERTIFICATE_TYPES}
+        for row in _select_in(conn, certificates, certificates.c.id, cert_ids):
+            state.certificates[row.id] = certificate_from_row(row)
         # Battery codes a record registers: which lots already hold them (duplicates).
         unit_keys = {key for env in envs for key in rules.registered_unit_keys(env)}
         if unit_keys:
@@ -645,6 +688,7 @@ class Store:
                 state.unit_rows,
                 sql=self._sql,
             )
+            write_epr(conn, state.outputs.values(), state.certificates.values(), state.declarations)
         self._forget()
 
 

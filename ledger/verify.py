@@ -16,7 +16,16 @@ from typing import Any
 from ledger import rules
 from ledger.envelope import Envelope, parse_at, parse_envelope
 from ledger.errors import RecordRefused
-from ledger.rows import edge_to_row, key_to_row, lot_to_row, org_to_row, unit_to_row
+from ledger.rows import (
+    certificate_to_row,
+    declaration_to_row,
+    edge_to_row,
+    key_to_row,
+    lot_to_row,
+    org_to_row,
+    output_to_row,
+    unit_to_row,
+)
 from ledger.signing import decode_signature, load_public_key, record_hash, verify
 from ledger.state import MemoryState
 from ledger.store import Store, StoredRecord
@@ -120,6 +129,11 @@ def _compare_projections(store: Store, state: MemoryState) -> None:
         "lot_edges": [(edge_to_row(x), x.seq) for x in state.edges],
         "lot_records": [({"lot": lot, "seq": seq}, seq) for lot, seq in state.lot_records],
         "lot_units": [(unit_to_row(x), x.seq) for x in state.unit_rows],
+        "epr_outputs": [(output_to_row(x), x.seq) for x in state.outputs.values()],
+        "certificates": [
+            (certificate_to_row(x), x.updated_seq) for x in state.certificates.values()
+        ],
+        "declarations": [(declaration_to_row(x), x.seq) for x in state.declarations],
     }
     stored = store.projection_rows()
     for table in PROJECTIONS:

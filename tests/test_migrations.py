@@ -40,6 +40,9 @@ TABLES = {
     "lot_edges",
     "lot_records",
     "lot_units",
+    "epr_outputs",
+    "certificates",
+    "declarations",
     "ledger_meta",
     "api_tokens",
 }

@@ -65,11 +65,6 @@ def test_unknown_type(setup: tuple[World, Signer, Signer]) -> None:
     assert refusal.record_id is not None
 
 
-def test_epr_types_parse_but_are_not_enabled_yet(setup: tuple[World, Signer, Signer]) -> None:
-    world, a, _ = setup
-    expect(world, a.record("declare", {"scheme": "x"}), "type.not_enabled", "type")
-
-
 def test_control_characters_in_free_text(setup: tuple[World, Signer, Signer]) -> None:
     """PostgreSQL can't store NUL in text: refused on both engines alike, as a rule of the
     record rather than a database failure. Tabs and line breaks stay allowed."""

@@ -1,0 +1,65 @@
+"""EPR: transform outputs that certificates stand on, certificates and declarations.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-26
+
+Projections of the log (``rledger rebuild`` fills them for a ledger that already
+holds transforms).
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "epr_outputs",
+        sa.Column("lot", sa.String(64), primary_key=True),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("process", sa.String(64), nullable=False),
+        sa.Column("material", sa.String(64), nullable=False),
+        sa.Column("at", sa.String(32), nullable=False),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("recovered", sa.Text, nullable=False),
+        sa.Column("certified", sa.Text, nullable=False),
+    )
+    op.create_index("ix_epr_outputs_actor", "epr_outputs", ["actor", "at"])
+    op.create_table(
+        "certificates",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("scheme", sa.String(64), nullable=False),
+        sa.Column("category", sa.String(64), nullable=False),
+        sa.Column("period", sa.String(16), nullable=False),
+        sa.Column("issuer", sa.String(64), nullable=False),
+        sa.Column("holder", sa.String(64), nullable=False),
+        sa.Column("mass_g", sa.BigInteger, nullable=False),
+        sa.Column("lots", sa.Text, nullable=False),
+        sa.Column("issued_seq", sa.BigInteger, nullable=False),
+        sa.Column("updated_seq", sa.BigInteger, nullable=False),
+        sa.Column("retired_period", sa.String(16)),
+    )
+    op.create_index("ix_certificates_holder", "certificates", ["holder", "scheme", "period"])
+    op.create_index("ix_certificates_issuer", "certificates", ["issuer", "scheme", "period"])
+    op.create_table(
+        "declarations",
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("producer", sa.String(64), nullable=False),
+        sa.Column("scheme", sa.String(64), nullable=False),
+        sa.Column("category", sa.String(64), nullable=False),
+        sa.Column("period", sa.String(16), nullable=False),
+        sa.Column("mass_g", sa.BigInteger, nullable=False),
+        sa.Column("units", sa.BigInteger),
+    )
+    op.create_index("ix_declarations_producer", "declarations", ["producer", "scheme", "period"])
+
+
+def downgrade() -> None:
+    op.drop_table("declarations")
+    op.drop_table("certificates")
+    op.drop_table("epr_outputs")
