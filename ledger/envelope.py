@@ -337,8 +337,21 @@ def _units(obj: dict[str, Any], path: str) -> None:
 
 
 def _org_register(b: Body) -> None:
-    _fields(b, {"org", "name", "roles", "region"}, {"public_key"})
+    # capacity (optional, an extension of the contract): the organisation's permitted
+    # annual capacity per material, {"<material>": grams per year} — EPR flags compare
+    # certified output with it.
+    _fields(b, {"org", "name", "roles", "region"}, {"public_key", "capacity"})
     _id(b, "org", "body.org", prefix="org:")
+    if "capacity" in b:
+        capacity = b["capacity"]
+        if not isinstance(capacity, dict) or not 0 < len(capacity) <= 200:
+            raise RecordRefused(
+                "envelope.field",
+                "body.capacity maps material codes to grams per year: a non-empty object",
+                path="body.capacity",
+            )
+        for material in capacity:
+            _mass(capacity, material, f"body.capacity.{material[:64]}")
     _text(b, "name", "body.name", limit=200)
     roles = _list(b, "roles", "body.roles")
     for i, role in enumerate(roles):

@@ -132,11 +132,19 @@ def org_to_row(org: Org) -> dict[str, Any]:
         "roles": json.dumps(list(org.roles)),
         "region": org.region,
         "registered_seq": org.registered_seq,
+        "capacity": _json(org.capacity),
     }
 
 
 def org_from_row(r: Row[Any]) -> Org:
-    return Org(r.id, r.name, tuple(json.loads(r.roles)), r.region, int(r.registered_seq))
+    return Org(
+        r.id,
+        r.name,
+        tuple(json.loads(r.roles)),
+        r.region,
+        int(r.registered_seq),
+        json.loads(r.capacity),
+    )
 
 
 def key_to_row(key: Key) -> dict[str, Any]:

@@ -119,6 +119,8 @@ def _genesis(env: Envelope, seq: int) -> Effects:
     if key_id(raw) != env.key:
         raise RecordRefused("key.unknown", "key must be the id of body.public_key", path="key")
     org = Org(body["org"], body["name"], tuple(body["roles"]), body["region"], seq)
+    if "capacity" in body:
+        raise RecordRefused("envelope.field", "the operator has no capacity", path="body.capacity")
     return Effects(orgs=[org], keys=[Key(env.key, org.id, raw, seq)])
 
 
@@ -165,7 +167,11 @@ def _org_register(env: Envelope, state: StateView, seq: int) -> Effects:
     body = env.body
     if state.org(body["org"]) is not None:
         raise RecordRefused("org.exists", f"{body['org']} is already registered", path="body.org")
-    return Effects(orgs=[Org(body["org"], body["name"], tuple(body["roles"]), body["region"], seq)])
+    capacity = body.get("capacity", {})
+    for material in capacity:
+        _material(material, f"body.capacity.{material}")
+    org = Org(body["org"], body["name"], tuple(body["roles"]), body["region"], seq, capacity)
+    return Effects(orgs=[org])
 
 
 def _key_owner_check(env: Envelope, state: StateView) -> None:

@@ -130,6 +130,7 @@ class Org:
     roles: tuple[str, ...]
     region: str
     registered_seq: int
+    capacity: dict[str, int] = field(default_factory=dict)  # material -> grams per year
 
     def has_role(self, role: str) -> bool:
         return role in self.roles

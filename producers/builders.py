@@ -223,8 +223,16 @@ def _at(value: str, path: str) -> str:
 # --- bodies ---------------------------------------------------------------------
 
 
-def org_register(org: str, name: str, roles: Sequence[str], region: str) -> Body:
-    """``org.register`` (signed by the operator): a participant exists."""
+def org_register(
+    org: str,
+    name: str,
+    roles: Sequence[str],
+    region: str,
+    *,
+    capacity: Mapping[str, int] | None = None,
+) -> Body:
+    """``org.register`` (signed by the operator): a participant exists; ``capacity``: its
+    permitted annual capacity per material, grams per year."""
     if isinstance(roles, str) or not roles:
         raise BuildError("body.roles", "give at least one role, as a list")
     for i, role in enumerate(roles):
@@ -233,12 +241,18 @@ def org_register(org: str, name: str, roles: Sequence[str], region: str) -> Body
         raise BuildError("body.roles", "a role is listed twice")
     if not isinstance(region, str) or not REGION_RE.fullmatch(region):
         raise BuildError("body.region", "must be an ISO 3166-2 code such as CN-GD or DE-BY")
-    return {
+    body: Body = {
         "org": _id(org, "body.org", "org:"),
         "name": _text(name, "body.name", 200),
         "roles": list(roles),
         "region": region,
     }
+    if capacity is not None:
+        body["capacity"] = {
+            _material(m, f"body.capacity.{m}"): _grams(g, f"body.capacity.{m}")
+            for m, g in capacity.items()
+        }
+    return body
 
 
 def key_add(

@@ -18,6 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("orgs") as batch:
+        batch.add_column(sa.Column("capacity", sa.Text, nullable=False, server_default="{}"))
     op.create_table(
         "epr_outputs",
         sa.Column("lot", sa.String(64), primary_key=True),
@@ -63,3 +65,5 @@ def downgrade() -> None:
     op.drop_table("declarations")
     op.drop_table("certificates")
     op.drop_table("epr_outputs")
+    with op.batch_alter_table("orgs") as batch:
+        batch.drop_column("capacity")
