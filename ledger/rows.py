@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
+from ledger.envelope import Envelope
+from ledger.errors import RecordRefused
 from ledger.signing import Ed25519PublicKey, load_public_key
 from ledger.state import Certificate, Declaration, Edge, Key, Lot, Org, Output, UnitRow
 from ledger.tables import (
@@ -27,6 +29,7 @@ from ledger.tables import (
     lots,
     orgs,
     records,
+    refused_records,
 )
 
 LOT_COLUMNS = tuple(c.name for c in lots.columns)  # lot_values() follows this order
@@ -315,6 +318,11 @@ class Statements:
         self.insert_edges = insert_sql(lot_edges)
         self.insert_lot_records = insert_sql(lot_records)
         self.insert_lot_units = insert_sql(lot_units)
+        cols = [c.name for c in refused_records.columns if c.name != "id"]
+        self.insert_refusals = (
+            f"INSERT INTO {refused_records.name} ({', '.join(cols)}) "
+            f"VALUES ({', '.join([mark] * len(cols))})"
+        )
         sets = ", ".join(f"{c} = {mark}" for c in LOT_MUTABLE)
         self.update_lots = f"UPDATE lots SET {sets} WHERE id = {mark}"
         self.set_seq = f"UPDATE ledger_meta SET seq = {mark} WHERE id = 1"
@@ -379,6 +387,32 @@ def public_keys_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Ed25519
         ):
             found[kid] = load_public_key(bytes(raw))
     return found
+
+
+# Refusals that are routine, not attempts worth a regulator's eye: a stale head is retried.
+UNLOGGED_REFUSALS = frozenset({"conflict"})
+
+
+def refusal_values(
+    env: Envelope, signature: str | bytes, exc: RecordRefused, received_at: str
+) -> tuple[Any, ...] | None:
+    """A row of the refusals log (in column order, without the id), or None if routine."""
+    if exc.code in UNLOGGED_REFUSALS:
+        return None
+    sig = signature if isinstance(signature, str) else signature.decode("ascii", "replace")
+    return (
+        env.id,
+        env.hash,
+        env.type,
+        env.actor,
+        env.at,
+        received_at,
+        exc.code,
+        exc.path,
+        exc.message[:1000],
+        env.canonical,
+        sig[:128],
+    )
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

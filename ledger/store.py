@@ -38,6 +38,7 @@ from ledger import rules
 from ledger.database import is_sqlite, make_engine
 from ledger.envelope import Envelope, checked_envelope, parse_envelope
 from ledger.errors import Overloaded, RecordRefused, StoreUnavailable
+from ledger.merkle_log import append_leaves
 from ledger.prepare import check_chunk, outcome_refusal
 from ledger.rows import (
     Statements,
@@ -48,6 +49,7 @@ from ledger.rows import (
     org_from_row,
     output_from_row,
     public_keys_by_id,
+    refusal_values,
     write_epr,
     write_projections,
 )
@@ -342,7 +344,9 @@ class Store:
                 except BaseException:
                     self._forget()  # the caches may hold what was rolled back
                     raise
-        except _AtomicAbort:
+        except _AtomicAbort as abort:
+            if abort.entry is not None:
+                self._log_refusal(abort.entry)
             return _abort(envs, results)
         except OperationalError as exc:
             if _is_busy(exc):
@@ -375,17 +379,27 @@ class Store:
             new_orgs: list[Org] = []
             changed_keys: dict[str, Key] = {}
             new_edges: list[Edge] = []
+            refused: list[tuple[Any, ...]] = []  # signed records the rules refused (the log)
             for i, env in enumerate(envs):
                 if env is None or results[i] is not None:
                     continue
                 try:
                     if i in prepared.deferred:
                         _verify_deferred(env, prepared.sigs[i], state)
-                    effects = rules.apply(env, state, seq + 1, now)
                 except RecordRefused as exc:
                     results[i] = exc.for_record(env.id)
                     if atomic:
-                        raise _AtomicAbort from None  # rolls the transaction back
+                        raise _AtomicAbort() from None
+                    continue
+                try:
+                    effects = rules.apply(env, state, seq + 1, now)
+                except RecordRefused as exc:
+                    results[i] = exc.for_record(env.id)
+                    entry = refusal_values(env, batch[i].signature, exc, recorded_at)
+                    if atomic:
+                        raise _AtomicAbort(entry) from None  # rolls the transaction back
+                    if entry is not None:
+                        refused.append(entry)
                     continue
                 seq += 1
                 state.apply(effects, rules.past_record(env, seq))
@@ -410,6 +424,8 @@ class Store:
             if new_records:
                 sql = self._sql
                 conn.exec_driver_sql(sql.insert_records, new_records)
+                # The Merkle log: leaf seq - 1 for each record, in this transaction.
+                append_leaves(conn, new_records[0][0] - 1, [r[2] for r in new_records])
                 write_projections(
                     conn,
                     changed_lots.values(),
@@ -431,9 +447,17 @@ class Store:
                     stored_certificates=stored_certs,
                 )
                 conn.exec_driver_sql(sql.set_seq, (seq,))
+            if refused:
+                conn.exec_driver_sql(self._sql.insert_refusals, refused)
         # Committed: what this batch wrote is now the database's state.
         self._remember(state, seq)
         return [r for r in results if r is not None]
+
+    def _log_refusal(self, entry: tuple[Any, ...]) -> None:
+        """Log an atomic batch's refused record after its rollback (best effort: the
+        refusal is the answer either way)."""
+        with suppress(DBAPIError), self.engine.begin() as conn:
+            conn.exec_driver_sql(self._sql.insert_refusals, [entry])
 
     def _forget(self) -> None:
         self._lot_cache.clear()
@@ -739,7 +763,11 @@ def _cached(cache: dict[str, T], ids: set[str], load: Callable[[set[str]], Itera
 
 
 class _AtomicAbort(Exception):
-    """Internal: unwinds an atomic batch's transaction."""
+    """Internal: unwinds an atomic batch's transaction (``entry``: the refusal to log)."""
+
+    def __init__(self, entry: tuple[Any, ...] | None = None) -> None:
+        super().__init__()
+        self.entry = entry
 
 
 def _collect(

@@ -86,6 +86,8 @@ class OrgRow(SQLModel, table=True):
     roles: str = Field(sa_column=Column(Text, nullable=False))
     region: str = Field(sa_column=Column(String(8), nullable=False))
     registered_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # JSON {"<material>": grams per year}: permitted annual capacity (EPR flags).
+    capacity: str = Field(sa_column=Column(Text, nullable=False, server_default="{}"))
 
 
 class KeyRow(SQLModel, table=True):
@@ -125,6 +127,53 @@ class LotUnitRow(SQLModel, table=True):
     original: str | None = Field(default=None, sa_column=Column(String(160)))
 
 
+class OutputRow(SQLModel, table=True):
+    """A lot made by a transform, and how much of its recovered output certificates use."""
+
+    __tablename__ = "epr_outputs"
+    __table_args__ = (Index("ix_epr_outputs_actor", "actor", "at"),)
+    lot: str = Field(sa_column=Column(String(64), primary_key=True))
+    actor: str = Field(sa_column=Column(String(64), nullable=False))
+    process: str = Field(sa_column=Column(String(64), nullable=False))
+    material: str = Field(sa_column=Column(String(64), nullable=False))
+    at: str = Field(sa_column=Column(String(32), nullable=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # JSON {"mass": g, "Co": g, ...}: recovered grams when made, and those certified.
+    recovered: str = Field(sa_column=Column(Text, nullable=False))
+    certified: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class CertificateRow(SQLModel, table=True):
+    __tablename__ = "certificates"
+    __table_args__ = (
+        Index("ix_certificates_holder", "holder", "scheme", "period"),
+        Index("ix_certificates_issuer", "issuer", "scheme", "period"),
+    )
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    scheme: str = Field(sa_column=Column(String(64), nullable=False))
+    category: str = Field(sa_column=Column(String(64), nullable=False))
+    period: str = Field(sa_column=Column(String(16), nullable=False))
+    issuer: str = Field(sa_column=Column(String(64), nullable=False))
+    holder: str = Field(sa_column=Column(String(64), nullable=False))
+    mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+    lots: str = Field(sa_column=Column(Text, nullable=False))  # JSON [[lot, grams], ...]
+    issued_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    retired_period: str | None = Field(default=None, sa_column=Column(String(16)))
+
+
+class DeclarationRow(SQLModel, table=True):
+    __tablename__ = "declarations"
+    __table_args__ = (Index("ix_declarations_producer", "producer", "scheme", "period"),)
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    producer: str = Field(sa_column=Column(String(64), nullable=False))
+    scheme: str = Field(sa_column=Column(String(64), nullable=False))
+    category: str = Field(sa_column=Column(String(64), nullable=False))
+    period: str = Field(sa_column=Column(String(16), nullable=False))
+    mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+    units: int | None = Field(default=None, sa_column=Column(BigInteger))
+
+
 class LotRecordRow(SQLModel, table=True):
     """The record at ``seq`` changed lot ``lot``: a lot's history, and who ever acted on it
     (``lot_records JOIN records ON records.seq = lot_records.seq``)."""
@@ -151,12 +200,63 @@ class TokenRow(SQLModel, table=True):
     revoked_at: str | None = Field(default=None, sa_column=Column(String(32)))
 
 
+class RefusedRow(SQLModel, table=True):
+    """The refusals log: signed records the rules refused (not ``conflict``s, which are
+    routine), so attempts — a certificate past its output, a code registered twice — stay
+    visible to regulators though nothing of them entered the ledger.
+
+    Not part of the ledger (nothing refused is), not a projection (``rebuild`` can't
+    regenerate it): an operational record like ``api_tokens``. Its rows are the signed
+    bytes, so each attempt is attributable to the key that signed it.
+    """
+
+    __tablename__ = "refused_records"
+    __table_args__ = (Index("ix_refused_records_actor", "actor", "id"),)
+    id: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=True))
+    record_id: str = Field(sa_column=Column(String(64), nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+    type: str = Field(sa_column=Column(String(32), nullable=False))
+    actor: str = Field(sa_column=Column(String(64), nullable=False))
+    at: str = Field(sa_column=Column(String(32), nullable=False))
+    received_at: str = Field(sa_column=Column(String(32), nullable=False))
+    code: str = Field(sa_column=Column(String(64), nullable=False))
+    path: str | None = Field(default=None, sa_column=Column(String(200)))
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    canonical: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sig: str = Field(sa_column=Column(String(128), nullable=False))
+
+
 class MetaRow(SQLModel, table=True):
     """One row: the last sequence number. Writers lock it (the sequencer)."""
 
     __tablename__ = "ledger_meta"
     id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class MerkleHashRow(SQLModel, table=True):
+    """The Merkle log's stored hashes (ledger/merkle.py): one per complete subtree, keyed by
+    its stored-hash index (leaf i, then the subtrees it completes). Leaf i is the record at
+    seq i + 1. Derived from the log (``rledger rebuild`` rewrites it), so not append-only
+    guarded; ``verify`` checks it against the records. See docs/adr/0006-merkle-log.md."""
+
+    __tablename__ = "merkle_hashes"
+    id: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class CheckpointRow(SQLModel, table=True):
+    """A signed checkpoint of the Merkle log (ledger/checkpoints.py): append-only, guarded
+    by triggers on both engines like ``records``. ``root``: lowercase hex; ``time``: the
+    POSIX seconds it signs; ``note``: the C2SP signed note; ``verifier_key``: the signed-note
+    verifier key of the ledger key that signed it."""
+
+    __tablename__ = "checkpoints"
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root: str = Field(sa_column=Column(String(64), nullable=False))
+    time: int = Field(sa_column=Column(BigInteger, nullable=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    verifier_key: str = Field(sa_column=Column(String(256), nullable=False))
 
 
 def table(model: type[SQLModel]) -> Table:
@@ -172,8 +272,14 @@ keys = table(KeyRow)
 lot_edges = table(EdgeRow)
 lot_records = table(LotRecordRow)
 lot_units = table(LotUnitRow)
+epr_outputs = table(OutputRow)
+certificates = table(CertificateRow)
+declarations = table(DeclarationRow)
 api_tokens = table(TokenRow)
 ledger_meta = table(MetaRow)
+refused_records = table(RefusedRow)
+merkle_hashes = table(MerkleHashRow)
+checkpoints = table(CheckpointRow)
 metadata = SQLModel.metadata
 
 
@@ -193,4 +299,14 @@ def by_hash_prefix(hashes: Iterable[str]) -> Any:
     return HASH16.in_(sorted({h[:16] for h in hashes}))
 
 
-PROJECTIONS = (lots, orgs, keys, lot_edges, lot_records, lot_units)
+PROJECTIONS = (
+    lots,
+    orgs,
+    keys,
+    lot_edges,
+    lot_records,
+    lot_units,
+    epr_outputs,
+    certificates,
+    declarations,
+)

@@ -4,7 +4,8 @@
 record in sequence order it re-checks that the stored bytes are canonical,
 that the stored hash and columns match them, the signature, the key's
 validity, the ``parents`` links and the mass balance (by replaying the rules
-from an empty state), and finally that the stored projections equal the
+from an empty state), that the stored Merkle tree and checkpoints agree with
+the record hashes, and finally that the stored projections equal the
 replayed ones.
 """
 
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import rules
+from ledger.checkpoints import CheckpointError, verify_checkpoint
 from ledger.envelope import Envelope, parse_at, parse_envelope
 from ledger.errors import RecordRefused
+from ledger.merkle_log import TreeChecker, all_checkpoints, rebuild_tree
 from ledger.rows import (
     certificate_to_row,
     declaration_to_row,
@@ -98,9 +101,16 @@ def replay(store: Store, *, check_signatures: bool) -> MemoryState:
     return state
 
 
-def verify_store(store: Store) -> Report:
-    """Re-check the whole ledger; name the first bad sequence number."""
+def verify_store(store: Store, *, checkpoint_key: bytes | None = None) -> Report:
+    """Re-check the whole ledger; name the first bad sequence number.
+
+    The Merkle tree is recomputed from the records as they are replayed and must equal
+    the stored one, and every stored checkpoint's root must equal the log's root at its
+    size (ledger/merkle_log.py). ``checkpoint_key``: the ledger's public key (32 bytes);
+    when given, every checkpoint's signatures are checked with it too.
+    """
     state = MemoryState(record_loader=store.past_record, keep_records=False)
+    tree = TreeChecker(store.engine)
     try:
         last_recorded = ""
         for rec in store.records():
@@ -110,14 +120,35 @@ def verify_store(store: Store) -> Report:
                 )
             last_recorded = rec.recorded_at
             replay_record(state, rec, check_signature=True)
+            if (problem := tree.add(rec.seq, rec.hash)) is not None:
+                raise Broken(rec.seq, problem)
         if store.last_seq() != state.seq:
             raise Broken(
                 state.seq + 1, f"ledger_meta says {store.last_seq()} records, log holds {state.seq}"
             )
+        if (problem := tree.finish()) is not None:
+            raise Broken(state.seq + 1, problem)
+        if checkpoint_key is not None:
+            _check_checkpoint_signatures(store, checkpoint_key)
         _compare_projections(store, state)
     except Broken as exc:
         return Report(False, max(state.seq, 0), exc.seq, exc.problem)
     return Report(True, state.seq)
+
+
+def _check_checkpoint_signatures(store: Store, public_key: bytes) -> None:
+    """Every stored checkpoint is signed (Ed25519 and timestamped) by this key, and its
+    columns say what its note says."""
+    for cp in all_checkpoints(store.engine):
+        try:
+            checked = verify_checkpoint(cp.note, public_key)
+        except CheckpointError as exc:
+            raise Broken(cp.size, f"checkpoint of size {cp.size}: {exc}") from None
+        signed = (checked.checkpoint.size, checked.checkpoint.root.hex(), checked.time)
+        if signed != (cp.size, cp.root, cp.time):
+            raise Broken(
+                cp.size, f"checkpoint of size {cp.size}: its columns disagree with its note"
+            )
 
 
 def _compare_projections(store: Store, state: MemoryState) -> None:
@@ -171,4 +202,5 @@ def rebuild(store: Store) -> MemoryState:
     """Replay the log into fresh projections (no signature checks: ``verify`` does those)."""
     state = replay(store, check_signatures=False)
     store.replace_projections(state)
+    rebuild_tree(store.engine)  # the Merkle log too (ledger/merkle_log.py)
     return state

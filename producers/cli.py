@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -186,12 +187,42 @@ def org() -> None:
     """Organisations."""
 
 
+def parse_capacity(items: tuple[str, ...]) -> dict[str, int]:
+    """``MATERIAL=GRAMS`` options as {material: grams per year}; a usage error says which is
+    wrong. Whether the material exists is the ledger's to check (``material.unknown``)."""
+    capacity: dict[str, int] = {}
+    for item in items:
+        material, sep, grams = item.partition("=")
+        material, grams = material.strip(), grams.strip()
+        if not sep or not material or not re.fullmatch(r"[0-9]{1,16}", grams) or int(grams) < 1:
+            raise click.BadParameter(
+                f"{item!r} is not MATERIAL=GRAMS with whole grams per year above 0, e.g. "
+                "plastics.rpet_pellet=5000000000",
+                param_hint="--capacity",
+            )
+        if material in capacity:
+            raise click.BadParameter(
+                f"{material} is given twice; give each material once", param_hint="--capacity"
+            )
+        capacity[material] = int(grams)
+    return capacity
+
+
 @org.command("add")
 @click.argument("org_id")
 @click.option("--role", "roles", multiple=True, required=True, help="Repeat for several roles.")
 @click.option("--region", required=True, help="ISO 3166-2 code, e.g. CN-GD.")
 @click.option("--key", "key_file", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--name", default=None, help="Display name (default: the id).")
+@click.option(
+    "--capacity",
+    "capacities",
+    multiple=True,
+    metavar="MATERIAL=GRAMS",
+    help="Permitted annual capacity for a material, grams per year (e.g. "
+    "plastics.rpet_pellet=5000000000); repeat for several. EPR flags compare certified "
+    "output with it.",
+)
 @click.option("--operator-key", type=click.Path(exists=True, path_type=Path), default=None)
 @DB_OPTION
 @KEYS_OPTION
@@ -201,11 +232,13 @@ def org_add(
     region: str,
     key_file: Path,
     name: str | None,
+    capacities: tuple[str, ...],
     operator_key: Path | None,
     db: str | None,
     keys_dir: Path | None,
 ) -> None:
     """Register ORG_ID and its key (an org.register and a key.add signed by the operator)."""
+    capacity = parse_capacity(capacities)
     store, url = open_store(db)
     try:
         operator = store.operator()
@@ -214,7 +247,13 @@ def org_add(
         path = operator_key or (keys_dir or default_keys_dir(url)) / "operator.key"
         signer = Signer(operator, read_private_key(path))
         records, kid = admit(
-            signer, org_id, name or org_id, roles, region, read_public_key(key_file)
+            signer,
+            org_id,
+            name or org_id,
+            roles,
+            region,
+            read_public_key(key_file),
+            capacity=capacity,
         )
         _report(store.append(records, atomic=True), ["org.register", "key.add"])
     finally:
@@ -411,7 +450,24 @@ def _report(results: list[Any], labels: list[str]) -> None:
     help="Processes per server process that check canonical form and signatures "
     "(0: threads in the server process itself).",
 )
-def serve(db: str | None, host: str, port: int, workers: int, verify_processes: int) -> None:
+@KEYS_OPTION
+@click.option(
+    "--checkpoint-every",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between signed checkpoints of the Merkle log, made when it has grown "
+    "(0: only on demand). Needs the ledger key, <keys>/ledger.key.",
+)
+def serve(
+    db: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    verify_processes: int,
+    keys_dir: Path | None,
+    checkpoint_every: float,
+) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql, health at /health)."""
     import uvicorn
 
@@ -427,6 +483,12 @@ def serve(db: str | None, host: str, port: int, workers: int, verify_processes: 
     # The workers open the store themselves from the environment (uvicorn's factory).
     os.environ["RLEDGER_DB"] = url
     os.environ["RLEDGER_VERIFY_PROCESSES"] = str(verify_processes)
+    ledger_key = (keys_dir or default_keys_dir(url)) / "ledger.key"
+    if ledger_key.exists():
+        os.environ["RLEDGER_LEDGER_KEY"] = str(ledger_key.resolve())
+        os.environ["RLEDGER_CHECKPOINT_EVERY"] = str(checkpoint_every)
+    else:
+        click.echo(f"no ledger key at {ledger_key}: checkpoints will not be signed", err=True)
     click.echo(f"serving {_safe(url)} on http://{host}:{port}/graphql", err=True)
     uvicorn.run(
         "schema.app:create_app_from_env",
@@ -503,16 +565,56 @@ def token_list(org_id: str | None, db: str | None) -> None:
 
 @main.command()
 @DB_OPTION
-def verify(db: str | None) -> None:
-    """Re-check every record: bytes, hash, signature, key validity, parents, mass balance."""
-    store, _ = open_store(db)
+@KEYS_OPTION
+def verify(db: str | None, keys_dir: Path | None) -> None:
+    """Re-check every record: bytes, hash, signature, key validity, parents, mass balance,
+    the Merkle log and its checkpoints (their signatures too when <keys>/ledger.key.pub
+    is there)."""
+    store, url = open_store(db)
+    pub = (keys_dir or default_keys_dir(url)) / "ledger.key.pub"
     try:
-        report = verify_store(store)
+        report = verify_store(store, checkpoint_key=read_public_key(pub) if pub.exists() else None)
     finally:
         store.close()
     click.echo(str(report))
     if not report.ok:
         sys.exit(1)
+
+
+@main.command()
+@DB_OPTION
+@KEYS_OPTION
+@click.option("--origin", default=None, help="The log's name (only for its first checkpoint).")
+@click.option(
+    "--verifier-key",
+    "show_vkey",
+    is_flag=True,
+    help="Print only the verifier key auditors pin (<origin>+<key ID>+<base64 key>).",
+)
+def checkpoint(db: str | None, keys_dir: Path | None, origin: str | None, show_vkey: bool) -> None:
+    """Sign a checkpoint of the Merkle log now (if it has grown since the last one) with the
+    ledger key, and print it: a C2SP signed note (c2sp.org/tlog-checkpoint)."""
+    from ledger.checkpoints import CheckpointError
+    from ledger.merkle_log import Checkpointer, ProofUnavailable
+
+    store, url = open_store(db)
+    key_file = (keys_dir or default_keys_dir(url)) / "ledger.key"
+    try:
+        if not key_file.exists():
+            raise click.ClickException(
+                f"no ledger key at {key_file}: pass --keys DIR (the directory `rledger init` "
+                "wrote ledger.key to)"
+            )
+        signer = Checkpointer.from_key_file(store.engine, key_file, origin=origin)
+        if show_vkey:
+            click.echo(signer.verifier_key)
+            return
+        made = signer.checkpoint()
+    except (CheckpointError, ProofUnavailable, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(made.note, nl=False)
 
 
 @main.command("rebuild")

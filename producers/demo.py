@@ -30,7 +30,22 @@ then simulates months of day-by-day trade in all six waste families:
   the ledger computes (Co about 20 %, Ni about 9 %, Li about 4.5 %: the Co and
   Ni shares meet the 2031 targets of Reg. (EU) 2023/1542 Art. 8, Li does not);
 * once, a collector enters a weighbridge ticket twice and the regulator voids
-  the duplicate.
+  the duplicate;
+* extended producer responsibility (:meth:`_Demo._epr`, on the last day, for the
+  period that day falls in): two producers that sell packaged goods into the EU
+  declare the plastic and paper packaging they placed on the market under
+  ``eu.packaging``; the PET recycler certifies its pellets and the board mill
+  its recycled pulp (the eligible outputs of ledger/data/epr_schemes.toml),
+  transfers the certificates to the producers, and the producers retire them.
+  The drinks maker retires more than it owes (compliant); the electronics maker
+  retires less and holds one certificate it has not retired (short). The
+  automaker declares the cobalt in its packs under ``eu.batteries.ev`` (no
+  target before 2028), so its report carries its collection rate from its
+  battery codes. Then the PET recycler tries to certify pellets it already
+  certified, past their mass: the ledger refuses it
+  (``certificate.exceeds_output``) and the refusal is logged. The PET recycler's
+  registered capacity (40 t of pellets a year, its first line's permit) is below
+  what it certifies, so the regulator's EPR flags show it (capacity).
 
 Everything is deterministic in ``seed``: keys are derived from it, record
 ids are ULIDs built from each record's time and a counter, and ``at`` times
@@ -59,6 +74,7 @@ from ulid import ULID
 
 from ledger import content
 from ledger.apportion import apportion
+from ledger.epr_schemes import Category, default_schemes
 from ledger.errors import RecordRefused
 from ledger.materials import default_taxonomy
 from ledger.signing import Ed25519PrivateKey, record_hash
@@ -91,6 +107,13 @@ class DemoSummary:
     ``second_life_lot`` the lot of packs that went to second life (each pack
     with its original and its new code). Each is ``None`` if the period was
     too short for it.
+
+    EPR: ``epr_period`` the period of :data:`PACKAGING` the producers declared
+    and retired certificates for; ``compliant_producer`` and ``short_producer``;
+    ``certificates`` the ids issued; ``refused_certificate_record`` the id of
+    the record of the double-counting attempt the ledger refused (it is in the
+    refusals log, not in the ledger). ``None`` (empty) when the period made no
+    pellets or no recycled pulp to certify.
     """
 
     records: int
@@ -100,6 +123,11 @@ class DemoSummary:
     cathode_lot: str | None = None
     traced_battery: str | None = None
     second_life_lot: str | None = None
+    epr_period: str | None = None
+    compliant_producer: str | None = None
+    short_producer: str | None = None
+    certificates: tuple[str, ...] = ()
+    refused_certificate_record: str | None = None
 
 
 def demo_key(seed: int, org: str) -> Ed25519PrivateKey:
@@ -142,6 +170,7 @@ class _Org:
     name: str
     roles: tuple[str, ...]
     region: str
+    capacity: tuple[tuple[str, int], ...] = ()  # permitted (material, grams a year)
 
 
 GD_COLLECTOR_1 = "org:gd-collector-1"
@@ -158,6 +187,11 @@ AUTOMAKER = "org:gz-automaker-demo"
 REGULATOR = "org:gd-eco-regulator"
 STORAGE = "org:gd-energy-storage"
 CATHODE = "org:gd-cathode-works"
+DRINKS = "org:gd-drinks-demo"
+ELECTRONICS = "org:sz-electronics-demo"
+PACKAGING = "eu.packaging"  # the EPR scheme the packaging producers answer to
+BATTERY_SCHEME = "eu.batteries.ev"
+PET_PERMIT_G = 40_000 * _KG  # the PET recycler's registered capacity of pellets, g a year
 
 _ORGS = (
     _Org(GD_COLLECTOR_1, "Guangzhou Baiyun Renewable Resources (demo)", ("collector",), "CN-GD"),
@@ -167,7 +201,15 @@ _ORGS = (
     _Org(PROCESSOR, "Foshan Metal Scrap Processing (demo)", ("processor",), "CN-GD"),
     _Org(STEEL_MILL, "Zhanjiang Steel Works (demo)", ("manufacturer", "recycler"), "CN-GD"),
     _Org(PAPER_MILL, "Yueyang Board Mill (demo)", ("recycler", "manufacturer"), "CN-HN"),
-    _Org(PLASTICS, "Dongguan PET Recycling (demo)", ("recycler",), "CN-GD"),
+    # Its permit, registered for its first line, allows 40 t of pellets a year: what it
+    # certifies now is more, and the regulator's EPR flags say so (capacity).
+    _Org(
+        PLASTICS,
+        "Dongguan PET Recycling (demo)",
+        ("recycler",),
+        "CN-GD",
+        (("plastics.rpet_pellet", PET_PERMIT_G),),
+    ),
     _Org(TYRES, "Qingyuan Tyre Recycling (demo)", ("recycler",), "CN-GD"),
     _Org(BATTERIES, "Zhaoqing Battery Recycling (demo)", ("recycler",), "CN-GD"),
     _Org(AUTOMAKER, "Guangzhou Motors (demo)", ("producer", "manufacturer"), "CN-GD"),
@@ -175,6 +217,9 @@ _ORGS = (
     # A repurposer places the second-life battery on the market as a new product.
     _Org(STORAGE, "Huizhou Second-Life Energy Storage (demo)", ("manufacturer",), "CN-GD"),
     _Org(CATHODE, "Jiangmen Cathode Materials (demo)", ("manufacturer",), "CN-GD"),
+    # Producers of packaged goods sold into the EU: EPR for their packaging (eu.packaging).
+    _Org(DRINKS, "Guangzhou Drinks Co. (demo)", ("producer",), "CN-GD"),
+    _Org(ELECTRONICS, "Shenzhen Home Electronics (demo)", ("producer", "manufacturer"), "CN-GD"),
 )
 
 # What each collector weighs in: (material, relative frequency).
@@ -370,8 +415,18 @@ class _Demo:
         self.parents: dict[str, tuple[str, ...]] = {}  # lot -> the lots it was made from
         self.cathode_lot: str | None = None
         self.second_life_lot: str | None = None
+        # EPR: (category, lot, recovered grams, period) of each output eligible under
+        # PACKAGING, as made; the automaker's packs (period, units, Co grams).
+        self.eligible: list[tuple[str, str, int, str]] = []
+        self.packs_placed: list[tuple[str, int, int]] = []
+        self.epr_period: str | None = None
+        self.certificates: list[str] = []
+        self.refused_certificate_record: str | None = None
 
     # --- records ---------------------------------------------------------------
+
+    def _today(self) -> str:
+        return f"{self.day.isoformat()}T12:00:00Z"
 
     def _at(self) -> datetime:
         when = datetime.combine(self.day, _DAY_OPENS, UTC) + self.tick * _STEP
@@ -626,6 +681,12 @@ class _Demo:
         for x in made:
             self.parents[x.id] = tuple(lot.id for lot, _ in inputs)
             self._hold(x)
+        packaging = default_schemes()[PACKAGING]
+        for x in made:
+            for code, category in packaging.categories.items():
+                if category.eligible_process(process) and category.eligible_output(x.material):
+                    period = packaging.period_of(self._today())
+                    self.eligible.append((code, x.id, content.recovered_g(x.recovered), period))
         return made
 
     def status(
@@ -717,6 +778,7 @@ class _Demo:
             if (day - self.first).days == 9:
                 self._duplicate_and_void()
             day += timedelta(days=1)
+        self._epr()
         self._flush()
 
     def _admit_all(self) -> None:
@@ -724,7 +786,14 @@ class _Demo:
         writes them, with the demo's own record ids and times)."""
         for org in _ORGS:
             public = self.signers[org.id].public_key
-            body = {"org": org.id, "name": org.name, "roles": list(org.roles), "region": org.region}
+            body: dict[str, Any] = {
+                "org": org.id,
+                "name": org.name,
+                "roles": list(org.roles),
+                "region": org.region,
+            }
+            if org.capacity:
+                body["capacity"] = dict(org.capacity)
             self._emit(self.operator.actor, "org.register", body)
             self._emit(self.operator.actor, "key.add", {"org": org.id, "public_key": public})
 
@@ -789,7 +858,10 @@ class _Demo:
             self.pack_serial += 1
             codes.append(gbt_code(_AUTOMAKER_CODE, trace, made, self.pack_serial))
             mass += self.rng.randint(*_PACK_KG) * _KG
-        return self.create(AUTOMAKER, "batteries.pack", mass, "virgin", units=codes)
+        lot = self.create(AUTOMAKER, "batteries.pack", mass, "virgin", units=codes)
+        period = default_schemes()[BATTERY_SCHEME].period_of(self._today())
+        self.packs_placed.append((period, len(codes), lot.elements.get("Co", 0)))
+        return lot
 
     def _deliveries(self) -> None:
         arriving = [
@@ -1160,6 +1232,119 @@ class _Demo:
         duplicate.status = "void"
         self._ship(original, STEEL_MILL)
 
+    # --- extended producer responsibility ----------------------------------------------------
+
+    def _epr(self) -> None:
+        """Declarations, certificates and their retirement for the period of the last day;
+        then one double-counting attempt, refused (see the module docstring)."""
+        packaging = default_schemes()[PACKAGING]
+        period = packaging.period_of(self._today())
+        made = {
+            code: [(lot, g) for c, lot, g, p in self.eligible if c == code and p == period and g]
+            for code in ("plastic", "paper")
+        }
+        pellets, pulp = made["plastic"], made["paper"]
+        if sum(g for _, g in pellets) < 10 * _KG or sum(g for _, g in pulp) < 10 * _KG:
+            return
+        self.epr_period = period
+        plastic, paper = packaging.categories["plastic"], packaging.categories["paper"]
+        pellets_g, pulp_g = sum(g for _, g in pellets), sum(g for _, g in pulp)
+        left = {lot: g for lot, g in [*pellets, *pulp]}
+
+        def kg(grams: int) -> int:
+            return grams // _KG * _KG
+
+        def certify(org: str, category: Category, grams: int) -> str:
+            lots = made[category.code]
+            prefix = f"cert:{org.removeprefix('org:')}:{period}:"
+            cert = f"{prefix}{sum(c.startswith(prefix) for c in self.certificates) + 1}"
+            backing, need = [], grams
+            for lot, _ in lots:
+                take = min(need, left[lot])
+                if take:
+                    backing.append({"lot": lot, "mass_g": take})
+                    left[lot] -= take
+                    need -= take
+            body = {
+                "certificate": cert,
+                "scheme": PACKAGING,
+                "category": category.code,
+                "period": period,
+                "lots": backing,
+                "mass_g": grams - need,
+            }
+            self._emit(org, "certify", body)
+            self.certificates.append(cert)
+            return cert
+
+        def hand_over(org: str, cert: str, producer: str, *, retire: bool = True) -> None:
+            self._emit(org, "certificate.transfer", {"certificate": cert, "to": producer})
+            if retire:
+                self._emit(producer, "certificate.retire", {"certificate": cert, "period": period})
+
+        def declare(
+            producer: str, category: Category, obligation_g: int, unit_g: int | None = None
+        ) -> None:
+            # The largest placed-on-market mass whose obligation is at most obligation_g
+            # (and, given the grams of one unit, how many units that is).
+            target = category.target_for(period)
+            declared = obligation_g * 10_000 // target if target else obligation_g
+            body = {"scheme": PACKAGING, "category": category.code, "period": period}
+            units = {} if unit_g is None else {"units": declared // unit_g}
+            self._emit(producer, "declare", body | {"mass_g": declared} | units)
+
+        # The drinks maker: 40 % of the pellets and 30 % of the pulp, 5 % more than it owes.
+        pet_1, pulp_1 = kg(pellets_g * 40 // 100), kg(pulp_g * 30 // 100)
+        declare(DRINKS, plastic, pet_1 * 95 // 100, unit_g=25)  # a 25 g PET bottle
+        declare(DRINKS, paper, pulp_1 * 95 // 100)
+        # The electronics maker: 25 % of the pellets and 20 % of the pulp, two thirds of what
+        # it owes; it holds another 10 % of the pellets but has not retired them.
+        pet_2, pulp_2, pet_3 = (
+            kg(pellets_g * 25 // 100),
+            kg(pulp_g * 20 // 100),
+            kg(pellets_g * 10 // 100),
+        )
+        declare(ELECTRONICS, plastic, pet_2 * 3 // 2)
+        declare(ELECTRONICS, paper, pulp_2 * 3 // 2)
+        first = certify(PLASTICS, plastic, pet_1)
+        hand_over(PLASTICS, first, DRINKS)
+        hand_over(PAPER_MILL, certify(PAPER_MILL, paper, pulp_1), DRINKS)
+        hand_over(PLASTICS, certify(PLASTICS, plastic, pet_2), ELECTRONICS)
+        hand_over(PAPER_MILL, certify(PAPER_MILL, paper, pulp_2), ELECTRONICS)
+        hand_over(PLASTICS, certify(PLASTICS, plastic, pet_3), ELECTRONICS, retire=False)
+        # The automaker answers for the cobalt in the packs it placed on the market.
+        packs = [(n, co) for p, n, co in self.packs_placed if p == period]
+        if packs:
+            body = {"scheme": BATTERY_SCHEME, "category": "co", "period": period}
+            units, cobalt = sum(n for n, _ in packs), sum(co for _, co in packs)
+            self._emit(AUTOMAKER, "declare", body | {"mass_g": cobalt, "units": units})
+        self._flush()
+        self._double_count(pellets[0][0], pellets[0][1], period)
+
+    def _double_count(self, lot: str, recovered_g: int, period: str) -> None:
+        """The PET recycler certifies a lot of pellets it already certified, for all its
+        mass again: refused, alone, so it reaches the refusals log (nothing else is lost)."""
+        when = self._at()
+        record_id = self._record_id(when)
+        body = {
+            "certificate": f"cert:{PLASTICS.removeprefix('org:')}:{period}:again",
+            "scheme": PACKAGING,
+            "category": "plastic",
+            "period": period,
+            "lots": [{"lot": lot, "mass_g": recovered_g}],
+            "mass_g": recovered_g,
+        }
+        signed = self.signers[PLASTICS].record(
+            "certify", body, {}, record_id=record_id, at=when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+        [result] = self.store.append([signed])
+        if not (isinstance(result, RecordRefused) and result.code == "certificate.exceeds_output"):
+            raise RuntimeError(
+                f"the demo's double-counting attempt on {lot} was not refused as "
+                f"certificate.exceeds_output: {result}"
+            )
+        self.refused_certificate_record = record_id
+
     # --- the result ---------------------------------------------------------------------------
 
     def summary(self) -> DemoSummary:
@@ -1171,6 +1356,11 @@ class _Demo:
             cathode_lot=self.cathode_lot,
             traced_battery=self._traced_battery(),
             second_life_lot=self.second_life_lot,
+            epr_period=self.epr_period,
+            compliant_producer=DRINKS if self.epr_period else None,
+            short_producer=ELECTRONICS if self.epr_period else None,
+            certificates=tuple(self.certificates),
+            refused_certificate_record=self.refused_certificate_record,
         )
 
     def _traced_battery(self) -> str | None:

@@ -32,8 +32,10 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -45,6 +47,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from ledger.database import database_url
+from ledger.merkle_log import Checkpointer, checkpoint_if_grown
 from ledger.store import Store
 from schema.auth import Authenticator
 from schema.context import Context
@@ -56,6 +59,7 @@ from schema.root import schema
 GRAPHIQL_HTML = graphiql_html()
 _OPERATIONS = {"GET": OperationType.from_http("GET"), "POST": OperationType.from_http("POST")}
 RETRY_AFTER_SECONDS = "1"
+DEFAULT_CHECKPOINT_EVERY = 60.0  # seconds between scheduled checkpoints (when the log grew)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +73,19 @@ class GraphQLEndpoint:
     """Serves /graphql for one store; ``create_app`` mounts it."""
 
     def __init__(
-        self, store: Store, limits: Limits, authenticator: Authenticator, *, graphiql: bool
+        self,
+        store: Store,
+        limits: Limits,
+        authenticator: Authenticator,
+        *,
+        graphiql: bool,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.store = store
         self.limits = limits
         self.authenticator = authenticator
         self.graphiql = graphiql
+        self.checkpointer = checkpointer
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -85,7 +96,13 @@ class GraphQLEndpoint:
             self._check_declared_size(request)
             viewer = await self.authenticator.viewer(request.headers.get("authorization"))
             operation = await self._read_operation(request)
-            context = Context.for_viewer(self.store, viewer, request=request, limits=self.limits)
+            context = Context.for_viewer(
+                self.store,
+                viewer,
+                request=request,
+                limits=self.limits,
+                checkpointer=self.checkpointer,
+            )
             result = await schema.execute(
                 operation.query,
                 variable_values=operation.variables,
@@ -198,15 +215,22 @@ def create_app(
     graphiql: bool = True,
     token_ttl: float | None = None,
     close_store: bool = False,
+    checkpointer: Checkpointer | None = None,
+    checkpoint_every: float | None = None,
 ) -> Starlette:
     """The API over ``store``. ``token_ttl``: seconds a token check is cached
     (revocation takes effect within it; schema/auth.py). ``close_store``: close
-    the store when the app shuts down (for a store the app opened itself)."""
+    the store when the app shuts down (for a store the app opened itself).
+    ``checkpointer``: signs checkpoints with the ledger key, on demand (the
+    ``checkpoint`` query) and, with ``checkpoint_every`` seconds, on a schedule
+    while the app runs (only when the log has grown; ledger/merkle_log.py)."""
     limits = limits or Limits()
     authenticator = (
         Authenticator(store) if token_ttl is None else Authenticator(store, ttl=token_ttl)
     )
-    endpoint = GraphQLEndpoint(store, limits, authenticator, graphiql=graphiql)
+    endpoint = GraphQLEndpoint(
+        store, limits, authenticator, graphiql=graphiql, checkpointer=checkpointer
+    )
 
     async def health(_request: Request) -> Response:
         try:
@@ -218,7 +242,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                if checkpointer is not None and checkpoint_every:
+                    tasks.start_soon(_checkpoint_schedule, checkpointer, checkpoint_every)
+                try:
+                    yield
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
             if close_store:
                 store.close()
@@ -233,11 +263,33 @@ def create_app(
     )
 
 
+async def _checkpoint_schedule(checkpointer: Checkpointer, every: float) -> None:
+    """Every ``every`` seconds, sign a checkpoint if the log has grown since the last one."""
+    while True:
+        await anyio.sleep(every)
+        await anyio.to_thread.run_sync(checkpoint_if_grown, checkpointer)
+
+
 def create_app_from_env() -> Starlette:
     """The uvicorn factory (``schema.app:create_app_from_env``, ``factory=True``):
     the store at ``RLEDGER_DB`` (a SQLite path or a database URL; default rledger.db).
-    ``RLEDGER_GRAPHIQL=0`` turns the GraphiQL page off."""
+    ``RLEDGER_GRAPHIQL=0`` turns the GraphiQL page off. ``RLEDGER_LEDGER_KEY``: the
+    ledger's private key file (PEM), to sign checkpoints on demand and every
+    ``RLEDGER_CHECKPOINT_EVERY`` seconds (default 60; 0: only on demand);
+    ``RLEDGER_ORIGIN``: the log's name in them (default: see ledger/merkle_log.py)."""
     processes = int(os.environ.get("RLEDGER_VERIFY_PROCESSES", "1"))
     store = Store.open(database_url(os.environ.get("RLEDGER_DB")), verify_processes=processes)
     graphiql = os.environ.get("RLEDGER_GRAPHIQL", "1") not in ("0", "false", "no")
-    return create_app(store, graphiql=graphiql, close_store=True)
+    checkpointer = None
+    if key_file := os.environ.get("RLEDGER_LEDGER_KEY"):
+        checkpointer = Checkpointer.from_key_file(
+            store.engine, Path(key_file), origin=os.environ.get("RLEDGER_ORIGIN") or None
+        )
+    every = float(os.environ.get("RLEDGER_CHECKPOINT_EVERY", str(DEFAULT_CHECKPOINT_EVERY)))
+    return create_app(
+        store,
+        graphiql=graphiql,
+        close_store=True,
+        checkpointer=checkpointer,
+        checkpoint_every=every or None,
+    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from ledger.access import Viewer
+from ledger.merkle_log import Checkpointer
 from ledger.store import Store
 from schema.limits import DEFAULT_LIMITS, Limits
 from schema.loaders import Loaders
@@ -26,6 +27,7 @@ class Context:
     viewer: Viewer
     loaders: Loaders
     limits: Limits = field(default=DEFAULT_LIMITS)
+    checkpointer: Checkpointer | None = None  # signs checkpoints when the server holds the key
 
     @classmethod
     def for_viewer(
@@ -35,6 +37,7 @@ class Context:
         *,
         request: Request | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        checkpointer: Checkpointer | None = None,
     ) -> Context:
         """A fresh context (new loaders) for one operation by ``viewer``."""
-        return cls(request, store, viewer, Loaders(store, viewer), limits)
+        return cls(request, store, viewer, Loaders(store, viewer), limits, checkpointer)

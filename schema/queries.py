@@ -17,7 +17,8 @@ from __future__ import annotations
 import strawberry
 
 from ledger import queries
-from schema import tracing
+from schema import epr, tracing, transparency
+from schema import refusals as refusal_log
 from schema.loaders import BadArgument
 from schema.types import (
     Direction,
@@ -184,3 +185,15 @@ class Query:
     organisations: list[Organisation] = strawberry.field(
         resolver=organisations, description="Every registered organisation, by id."
     )
+    # The transparency log (schema/transparency.py).
+    checkpoint: transparency.Checkpoint | None = transparency.CHECKPOINT
+    inclusion_proof: transparency.InclusionProof | None = transparency.INCLUSION_PROOF
+    consistency_proof: transparency.ConsistencyProof = transparency.CONSISTENCY_PROOF
+    # EPR (schema/epr.py).
+    epr_schemes: list[epr.EprScheme] = epr.EPR_SCHEMES
+    epr_report: epr.EprReport | None = epr.EPR_REPORT
+    epr_totals: epr.EprTotals | None = epr.EPR_TOTALS
+    epr_flags: list[epr.EprFlag] | None = epr.EPR_FLAGS
+    certificate: epr.Certificate | None = epr.CERTIFICATE
+    # The refusals log (schema/refusals.py).
+    refusals: refusal_log.RefusalConnection = refusal_log.REFUSALS

@@ -13,19 +13,30 @@ import pytest
 from conftest import World, make_world
 from sqlalchemy import select
 
+from ledger import epr_reports as epr
+from ledger import queries
+from ledger.access import Viewer, read_scope
 from ledger.battery_codes import parse_gbt34014
 from ledger.content import element_recovered_g
 from ledger.database import database_url
 from ledger.materials import default_taxonomy
 from ledger.recycled_content import check_recycled_content
 from ledger.store import Store
-from ledger.tables import lot_edges, lot_units, lots
+from ledger.tables import lot_edges, lot_units, lots, refused_records
 from ledger.verify import rebuild, verify_store
 from producers.demo import (
     AUTOMAKER,
     BATTERIES,
+    BATTERY_SCHEME,
     CATHODE,
+    DRINKS,
+    ELECTRONICS,
     FAMILIES,
+    PACKAGING,
+    PAPER_MILL,
+    PET_PERMIT_G,
+    PLASTICS,
+    REGULATOR,
     STORAGE,
     DemoSummary,
     _Demo,
@@ -338,3 +349,71 @@ def test_a_period_ending_in_the_future_is_refused_up_front(sqlite_world: World) 
     with pytest.raises(ValueError, match="future"):
         seed_demo(sqlite_world.store, sqlite_world.operator, months=6, start="2099-01-01")
     assert sqlite_world.store.last_seq() == 1
+
+
+def test_epr_one_producer_compliant_one_short_and_a_refused_double_count(
+    loop: tuple[World, DemoSummary],
+) -> None:
+    """Two producers declare eu.packaging for 2026; the PET recycler and the board mill
+    certify their own pellets and recycled pulp and hand the certificates over; the drinks
+    maker retires more than it owes, the electronics maker two thirds of it (and holds one
+    certificate it has not retired). The recycler's attempt to certify pellets again, past
+    their mass, is refused and logged, not recorded."""
+    world, summary = loop
+    assert summary.epr_period == "2026"
+    assert (summary.compliant_producer, summary.short_producer) == (DRINKS, ELECTRONICS)
+    assert summary.certificates == (
+        "cert:gd-pet-recycler:2026:1",
+        "cert:hn-board-mill:2026:1",
+        "cert:gd-pet-recycler:2026:2",
+        "cert:hn-board-mill:2026:2",
+        "cert:gd-pet-recycler:2026:3",
+    )
+    regulator = read_scope(Viewer(REGULATOR, frozenset({"regulator"})))
+    engine = world.store.engine
+    good = queries.read(engine, epr.report, regulator, DRINKS, PACKAGING, "2026")
+    short = queries.read(engine, epr.report, regulator, ELECTRONICS, PACKAGING, "2026")
+    assert good is not None and short is not None
+    assert good.compliant and not short.compliant
+    for line in good.categories:  # 5 % more than it owes, in both categories
+        assert line.retired_g > line.obligation_g > 0 and line.gap_g == 0
+        assert 10_400 <= line.compliance_bp <= 10_600
+    for line in short.categories:
+        assert 0 < line.retired_g < line.obligation_g
+        assert 6_600 <= line.compliance_bp <= 6_700 and line.gap_g > 0
+    plastic = next(c for c in short.categories if c.category.code == "plastic")
+    assert [c.id for c in plastic.held] == ["cert:gd-pet-recycler:2026:3"]
+    # Scheme-wide: retired <= certified <= the recovered output of the eligible transforms.
+    totals = queries.read(engine, epr.totals, regulator, PACKAGING, "2026")
+    assert totals is not None
+    for c in totals.categories:
+        assert 0 < c.retired_g <= c.certified_g <= c.eligible_output_g
+    assert {(r.recycler, r.category) for r in totals.recyclers} == {
+        (PLASTICS, "plastic"),
+        (PAPER_MILL, "paper"),
+    }
+    # The demo's yields are all plausible; the PET recycler's registered capacity is not.
+    [flag] = totals.flags
+    assert (flag.kind, flag.recycler, flag.material) == (
+        epr.FlagKind.CAPACITY,
+        PLASTICS,
+        "plastics.rpet_pellet",
+    )
+    assert flag.allowed_g == PET_PERMIT_G and flag.certified_g > PET_PERMIT_G
+    # The double-counting attempt: refused, so not in the ledger, but in the refusals log.
+    attempt = summary.refused_certificate_record
+    assert attempt is not None
+    assert all(env["id"] != attempt for env in envelopes(world.store))
+    with engine.connect() as conn:
+        logged = conn.execute(
+            select(refused_records).where(refused_records.c.record_id == attempt)
+        ).all()
+    assert [(r.actor, r.type, r.code) for r in logged] == [
+        (PLASTICS, "certify", "certificate.exceeds_output")
+    ]
+    # The automaker's report for its packs carries a collection rate from its codes.
+    automaker = queries.read(engine, epr.report, regulator, AUTOMAKER, BATTERY_SCHEME, "2026")
+    assert automaker is not None
+    rate = automaker.collection
+    assert rate is not None and rate.registered >= 50 and 0 < rate.collected < rate.registered
+    assert rate.collected_before == 0  # the demo's packs are all registered in 2026

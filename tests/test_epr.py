@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 from conftest import World
+from sqlalchemy import select
 
 from ledger.epr_schemes import default_schemes
 from ledger.store import Appended
+from ledger.tables import refused_records
 from ledger.verify import verify_store
 from producers.events import Signer
 
@@ -95,7 +97,36 @@ def test_the_same_output_certified_twice_past_its_mass_is_refused(net: Net) -> N
     refusal = w.refused(net.certify(net.recycler, "cert:2", [("lot:pel", 31 * KG)]))
     assert (refusal.code, refusal.path) == ("certificate.exceeds_output", "body.lots[0].mass_g")
     assert "at most 30000 g" in refusal.message
+    # Nothing entered the ledger, but the attempt is in the refusals log, signed bytes and all.
+    with w.store.engine.connect() as conn:
+        [logged] = conn.execute(select(refused_records)).all()
+    assert (logged.actor, logged.type, logged.code) == (
+        "org:recycler",
+        "certify",
+        "certificate.exceeds_output",
+    )
+    assert logged.path == "body.lots[0].mass_g" and b'"cert:2"' in bytes(logged.canonical)
     w.ok(net.certify(net.recycler, "cert:2", [("lot:pel", 30 * KG)]))
+
+
+def test_the_refusals_log_keeps_attempts_but_not_routine_conflicts(net: Net) -> None:
+    """An atomic batch's refused record is logged after the rollback; a stale head is not."""
+    w = net.world
+    net.pellets(net.recycler, "lot:pel", 100 * KG)
+    heads = w.heads("lot:pel")
+    w.ok(net.recycler.record("status", {"lot": "lot:pel", "status": "stored"}, heads))
+    stale = w.refused(net.recycler.record("status", {"lot": "lot:pel", "status": "active"}, heads))
+    assert stale.code == "conflict"
+    good = net.certify(net.recycler, "cert:1", [("lot:pel", KG)])
+    bad = net.certify(net.other, "cert:2", [("lot:pel", KG)])
+    results = w.append(good, bad, atomic=True)
+    assert [getattr(r, "code", None) for r in results] == [
+        "batch.aborted",
+        "certificate.not_producer",
+    ]
+    with w.store.engine.connect() as conn:
+        rows = conn.execute(select(refused_records.c.code, refused_records.c.actor)).all()
+    assert [tuple(r) for r in rows] == [("certificate.not_producer", "org:other-recycler")]
 
 
 def test_the_same_certificate_retired_twice_is_refused(net: Net) -> None:

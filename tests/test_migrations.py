@@ -45,6 +45,9 @@ TABLES = {
     "declarations",
     "ledger_meta",
     "api_tokens",
+    "refused_records",
+    "merkle_hashes",
+    "checkpoints",
 }
 
 

@@ -61,7 +61,32 @@ def upgrade() -> None:
     op.create_index("ix_declarations_producer", "declarations", ["producer", "scheme", "period"])
 
 
+    # Not a projection: the refusals log (ledger/tables.py RefusedRow).
+    op.create_table(
+        "refused_records",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("record_id", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("type", sa.String(32), nullable=False),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("at", sa.String(32), nullable=False),
+        sa.Column("received_at", sa.String(32), nullable=False),
+        sa.Column("code", sa.String(64), nullable=False),
+        sa.Column("path", sa.String(200)),
+        sa.Column("message", sa.Text, nullable=False),
+        sa.Column("canonical", sa.LargeBinary, nullable=False),
+        sa.Column("sig", sa.String(128), nullable=False),
+    )
+    op.create_index("ix_refused_records_actor", "refused_records", ["actor", "id"])
+
+
 def downgrade() -> None:
+    op.drop_table("refused_records")
     op.drop_table("declarations")
     op.drop_table("certificates")
     op.drop_table("epr_outputs")
