@@ -23,7 +23,7 @@ from enum import Enum
 
 import strawberry
 
-from ledger import queries, state
+from ledger import content, queries, state
 from ledger.store import StoredRecord
 from schema.context import Context
 from schema.loaders import BadArgument
@@ -245,6 +245,12 @@ class EventFilter:
 # --- lots --------------------------------------------------------------------------------
 
 
+@strawberry.type(description="A unit's second-life code and the original code it keeps.")
+class UnitRecode:
+    original: str
+    code: str
+
+
 @strawberry.type(description="Mass of one element held in a lot.")
 class ElementMass:
     element: str = strawberry.field(description="Element symbol, e.g. Co, Li, Ni.")
@@ -310,6 +316,14 @@ class Lot:
         description="Declared minus weighed mass, summed over the lot's receipts."
     )
     disposed_g: Grams = strawberry.field(description="Mass that left the loop by dispose.")
+    recovered_g: Grams = strawberry.field(
+        description="How much of massG is recovered material, pre- plus post-consumer, computed "
+        "by the ledger from the lot's origin and lineage (recoveredContent has the detail)."
+    )
+    second_life_codes: list[UnitRecode] = strawberry.field(
+        description="Units given a new code for their second life (GB/T 34014-2017 §4.2), "
+        "each with the original code it keeps."
+    )
     custodian_id: strawberry.Private[str]
     transit_to_id: strawberry.Private[str | None]
 
@@ -331,6 +345,10 @@ class Lot:
             units=list(lot.units),
             transit_loss_g=Grams(lot.transit_loss_g),
             disposed_g=Grams(lot.disposed_g),
+            recovered_g=Grams(content.recovered_g(lot.content)),
+            second_life_codes=[
+                UnitRecode(original=k, code=v) for k, v in sorted(lot.recoded.items())
+            ],
             custodian_id=lot.custodian,
             transit_to_id=lot.transit_to,
         )

@@ -368,3 +368,15 @@ def test_the_tracing_benchmark_runs_quick(capsys: pytest.CaptureFixture[str]) ->
     assert all(0 < p50 <= p95 for p50, p95 in results.values())
     out = capsys.readouterr().out
     assert "p50 ms" in out and "battery(code), 10 hops" in out
+
+
+def test_a_lot_says_its_recovered_mass_and_second_life_codes(api: Api) -> None:
+    """Lot.recoveredG (DESIGN.md's Lot) equals recoveredContent's figure; the second-life
+    lot lists its new code beside the original."""
+    query = """query($id: ID!) {
+      lot(id: $id) { recoveredG massG secondLifeCodes { original code } }
+      recoveredContent(lot: $id) { recoveredG massG }
+    }"""
+    found = api.ok(REGULATOR, query, id="lot:fleet-b")
+    assert found["lot"]["recoveredG"] == found["recoveredContent"]["recoveredG"]
+    assert found["lot"]["secondLifeCodes"] == [{"original": B14, "code": S91}]
