@@ -563,17 +563,32 @@ def token_list(org_id: str | None, db: str | None) -> None:
         click.echo(f"{info.id}  {info.org:<32} {info.created_at}  {state}  {info.label}")
 
 
+PROCESSES_OPTION = click.option(
+    "--processes",
+    default=None,
+    type=click.IntRange(0, 64),
+    help="Worker processes that read records and check their form and signatures while "
+    "this one replays the rules in order (default: the number of CPUs; 0, or a ledger of "
+    "at most 2,000 records: all in this process).",
+)
+
+
 @main.command()
 @DB_OPTION
 @KEYS_OPTION
-def verify(db: str | None, keys_dir: Path | None) -> None:
+@PROCESSES_OPTION
+def verify(db: str | None, keys_dir: Path | None, processes: int | None) -> None:
     """Re-check every record: bytes, hash, signature, key validity, parents, mass balance,
     the Merkle log and its checkpoints (their signatures too when <keys>/ledger.key.pub
     is there)."""
     store, url = open_store(db)
     pub = (keys_dir or default_keys_dir(url)) / "ledger.key.pub"
     try:
-        report = verify_store(store, checkpoint_key=read_public_key(pub) if pub.exists() else None)
+        report = verify_store(
+            store,
+            checkpoint_key=read_public_key(pub) if pub.exists() else None,
+            processes=(os.cpu_count() or 1) if processes is None else processes,
+        )
     finally:
         store.close()
     click.echo(str(report))
@@ -615,6 +630,180 @@ def checkpoint(db: str | None, keys_dir: Path | None, origin: str | None, show_v
     finally:
         store.close()
     click.echo(made.note, nl=False)
+
+
+@main.command("verify-bundle")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option(
+    "--verifier-key",
+    "vkey",
+    default=None,
+    help="The ledger's verifier key (<origin>+<key ID>+<base64 key>: `rledger checkpoint "
+    "--verifier-key` on its host), or a file holding it. Default: the key `rledger audit` "
+    "pinned for the bundle's log in --state.",
+)
+@click.option(
+    "--state",
+    "state_file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The audit state file holding pinned keys (default ~/.rledger-audit.json).",
+)
+@click.option(
+    "--allow-incomplete",
+    is_flag=True,
+    help="Accept a bundle that leaves out upstream lots the token could not read: every "
+    "record it holds is checked, but the recovered content is not recomputed.",
+)
+def verify_bundle_cmd(
+    file: Path, vkey: str | None, state_file: Path | None, allow_incomplete: bool
+) -> None:
+    """Check a provenance bundle (the `provenance(lot)` query's bundle, docs/bundle-format.md)
+    offline: signatures, key validity, parents chains, mass balance, recovered content replayed
+    through the ledger's rules, and inclusion of every record in the signed checkpoint. Exit 0
+    when it verifies; 1 with the reason (naming the record) when it does not."""
+    from producers.audit import AuditFailure, pinned_key, read_verifier_key, state_path
+    from producers.verifier import BundleInvalid, load_bundle, verify_bundle
+
+    try:
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc.strerror}") from None
+    try:
+        doc = load_bundle(data)
+        if vkey is not None:
+            key = read_verifier_key(vkey)
+        else:
+            cp = doc.get("checkpoint")
+            origin = cp.get("origin") if isinstance(cp, dict) else None
+            found = pinned_key(state_path(state_file), origin) if isinstance(origin, str) else None
+            if found is None:
+                raise click.ClickException(
+                    "no verifier key: pass --verifier-key (`rledger checkpoint --verifier-key` "
+                    "on the ledger's host prints it), or pin it with `rledger audit`"
+                )
+            key = found
+        result = verify_bundle(doc, key, allow_incomplete=allow_incomplete)
+    except AuditFailure as exc:
+        raise click.ClickException(exc.reason) from None
+    except BundleInvalid as exc:
+        click.echo(f"FAILED: {exc.reason}", err=True)
+        sys.exit(1)
+    click.echo(result.summary())
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
+@main.command()
+@click.option("--url", required=True, help="The ledger's API (e.g. https://ledger.example).")
+@click.option(
+    "--token",
+    default=None,
+    envvar="RLEDGER_TOKEN",
+    show_envvar=True,
+    help="API token (prefer the environment variable: it stays out of shell history).",
+)
+@click.option(
+    "--state",
+    "state_file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where this auditor keeps the last checkpoint it saw (default ~/.rledger-audit.json).",
+)
+@click.option(
+    "--verifier-key",
+    "vkey",
+    default=None,
+    help="The ledger's verifier key, or a file holding it; needed the first time (then pinned).",
+)
+def audit(url: str, token: str | None, state_file: Path | None, vkey: str | None) -> None:
+    """Fetch the ledger's latest signed checkpoint, verify its signature, and check that it
+    extends the last checkpoint this auditor saw (an RFC 9162 consistency proof); keep it.
+    A rewritten history — a failed proof, a smaller tree, or the same size with another root —
+    exits 1 with the reason and both signed notes as evidence (the state is left as it was)."""
+    from producers.audit import AuditFailure, audit, read_verifier_key, state_path
+    from producers.client import ClientError, LedgerClient
+
+    if not token:
+        raise click.UsageError("--url needs a token: set RLEDGER_TOKEN (or pass --token)")
+    try:
+        key = read_verifier_key(vkey) if vkey is not None else None
+        with LedgerClient(url, token) as client:
+            done = audit(client, url, state_path(state_file), key)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    except AuditFailure as exc:
+        click.echo(f"FAILED: {exc.reason}", err=True)
+        for note in exc.evidence:
+            click.echo(
+                f"\nevidence (a note signed by the ledger's key):\n{note}", err=True, nl=False
+            )
+        sys.exit(1)
+    click.echo(done.summary())
+
+
+@main.command("export")
+@DB_OPTION
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def export_cmd(db: str | None, out: Path) -> None:
+    """Write the whole ledger to OUT as an archive (docs/ledger-archive.md): its signed
+    records, Merkle root and checkpoints. `rledger import` puts it into an empty ledger."""
+    from ledger.archive import ArchiveError, export_ledger
+
+    if out.exists():
+        raise click.ClickException(f"{out} exists; choose another --out")
+    partial = out.with_name(out.name + ".partial")
+    store, _ = open_store(db)
+    try:
+        with partial.open("wb") as f:
+            summary = export_ledger(store, f)
+        partial.rename(out)
+    except ArchiveError as exc:
+        raise click.ClickException(f"{exc}; nothing was written to {out}") from None
+    finally:
+        store.close()
+        partial.unlink(missing_ok=True)
+    click.echo(
+        f"{summary.records} records, {summary.checkpoints} checkpoints, root {summary.root} "
+        f"-> {out}"
+    )
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@DB_OPTION
+@click.option(
+    "--verifier-key",
+    "vkey",
+    default=None,
+    help="Require every checkpoint to be signed by this ledger key "
+    "(<origin>+<key ID>+<base64 key>, as `rledger checkpoint --verifier-key` prints it).",
+)
+@PROCESSES_OPTION
+def import_cmd(file: Path, db: str | None, vkey: str | None, processes: int | None) -> None:
+    """Put the archive FILE (from `rledger export`) into an empty ledger at --db.
+
+    Everything is checked before anything is written — every signature, rule and the
+    Merkle root against the archive's header and its signed checkpoints — and then again
+    as the records go through the normal append path, each keeping its seq and
+    recorded_at. A refused archive leaves the database as it was.
+    """
+    from ledger.archive import ArchiveError, import_ledger
+
+    url = database_url(db)
+    try:
+        summary = import_ledger(
+            url,
+            file,
+            verifier_key=vkey.strip() if vkey else None,
+            processes=(os.cpu_count() or 1) if processes is None else processes,
+        )
+    except ArchiveError as exc:
+        raise click.ClickException(f"{file.name} refused: {exc}") from None
+    click.echo(
+        f"imported {summary.records} records and {summary.checkpoints} checkpoints into "
+        f"{_safe(url)}; root {summary.root}"
+    )
 
 
 @main.command("rebuild")
@@ -668,6 +857,70 @@ def import_weighbridge(file: Path, out: Path, site: str | None) -> None:
         f"{counts['received']} received (receive)"
     )
     click.echo(f"next: rledger submit {out} --key <{tickets[0].site}'s key> (--db … or --url …)")
+
+
+@main.group()
+def epcis() -> None:
+    """GS1 EPCIS 2.0 JSON-LD: export records as events, import events as drafts."""
+
+
+@epcis.command("export")
+@DB_OPTION
+@click.option("--lot", "lot_ids", multiple=True, help="Only the records of these lots.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def epcis_export(db: str | None, lot_ids: tuple[str, ...], out: Path) -> None:
+    """Write the ledger's custody records (all, or those of --lot) as an EPCISDocument.
+
+    Each event carries its GS1 event hash ID and the ledger record it stands for;
+    the mapping is docs/epcis-mapping.md.
+    """
+    from sqlalchemy import select
+
+    from ledger.tables import lot_records
+    from producers.epcis import LedgerRecord, dumps, export_document
+
+    store, _ = open_store(db)
+    try:
+        wanted: set[int] | None = None
+        if lot_ids:
+            with store.engine.connect() as conn:
+                wanted = {
+                    int(x)
+                    for x in conn.execute(
+                        select(lot_records.c.seq).where(lot_records.c.lot.in_(lot_ids))
+                    ).scalars()
+                }
+        chosen = [
+            LedgerRecord(r.seq, r.hash, json.loads(r.canonical))
+            for r in store.records()
+            if wanted is None or r.seq in wanted
+        ]
+        doc = export_document(chosen)
+    finally:
+        store.close()
+    out.write_text(dumps(doc) + "\n", encoding="utf-8")
+    events = len(doc["epcisBody"]["eventList"])
+    click.echo(f"{events} EPCIS events from {len(chosen)} records -> {out}")
+
+
+@epcis.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Drafts (JSONL)."
+)
+def epcis_import(file: Path, out: Path) -> None:
+    """Turn an EPCIS 2.0 document into drafts for `rledger submit` (validated against the
+    EPCIS JSON schema first; an event that can't be mapped is named, and nothing written)."""
+    from producers.epcis import EpcisError, import_drafts, loads
+    from producers.weighbridge import write_drafts
+
+    try:
+        drafts = import_drafts(loads(file.read_text(encoding="utf-8")))
+    except (EpcisError, ValueError) as exc:
+        raise click.ClickException(f"{file.name}: {exc}; nothing was written to {out}") from None
+    write_drafts(drafts, out)
+    click.echo(f"{len(drafts)} drafts -> {out}")
+    click.echo(f"next: rledger submit {out} --key <the actor's key> (--db … or --url …)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""The ASGI app: ``POST /graphql`` (and GET for queries and GraphiQL), ``GET /health``.
+"""The ASGI app: ``POST /graphql`` (and GET for queries and GraphiQL), ``GET /health``,
+and ``GET /flows``: the material-flows page (schema/static/flows/), which asks for a
+token and calls POST /graphql with it like any client.
 
 A request to /graphql, in order (each step's failure is a GraphQL error with
 the contract's code and HTTP status, schema/errors.py):
@@ -40,7 +42,7 @@ import anyio.to_thread
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from strawberry.types import ExecutionResult
@@ -59,6 +61,16 @@ from schema.root import schema
 GRAPHIQL_HTML = graphiql_html()
 _OPERATIONS = {"GET": OperationType.from_http("GET"), "POST": OperationType.from_http("POST")}
 RETRY_AFTER_SECONDS = "1"
+# The flows page (GET /flows): static files from the package; it asks for a token
+# and calls POST /graphql with it, so it reads exactly what the token may read.
+FLOWS_DIR = Path(__file__).resolve().parent / "static" / "flows"
+FLOWS_HEADERS = {  # W3C CSP Level 3: scripts and data from this server only
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 DEFAULT_CHECKPOINT_EVERY = 60.0  # seconds between scheduled checkpoints (when the log grew)
 
 
@@ -257,10 +269,16 @@ def create_app(
         routes=[
             Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/flows", _flows_page, methods=["GET"]),
             Mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="graphiql-assets"),
+            Mount("/flows/", StaticFiles(directory=FLOWS_DIR), name="flows-assets"),
         ],
         lifespan=lifespan,
     )
+
+
+async def _flows_page(_request: Request) -> Response:
+    return FileResponse(FLOWS_DIR / "index.html", headers=FLOWS_HEADERS)
 
 
 async def _checkpoint_schedule(checkpointer: Checkpointer, every: float) -> None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import strawberry
 
 from ledger import queries
-from schema import epr, tracing, transparency
+from schema import anomalies as anomaly_list
+from schema import epr, flows, tracing, transparency
+from schema import provenance as provenance_bundles
 from schema import refusals as refusal_log
 from schema.loaders import BadArgument
 from schema.types import (
@@ -189,11 +191,15 @@ class Query:
     checkpoint: transparency.Checkpoint | None = transparency.CHECKPOINT
     inclusion_proof: transparency.InclusionProof | None = transparency.INCLUSION_PROOF
     consistency_proof: transparency.ConsistencyProof = transparency.CONSISTENCY_PROOF
+    provenance: provenance_bundles.Provenance | None = provenance_bundles.PROVENANCE
     # EPR (schema/epr.py).
     epr_schemes: list[epr.EprScheme] = epr.EPR_SCHEMES
     epr_report: epr.EprReport | None = epr.EPR_REPORT
     epr_totals: epr.EprTotals | None = epr.EPR_TOTALS
     epr_flags: list[epr.EprFlag] | None = epr.EPR_FLAGS
     certificate: epr.Certificate | None = epr.CERTIFICATE
+    # Material flows for regulators (schema/flows.py).
+    material_flows: flows.MaterialFlows = flows.MATERIAL_FLOWS
+    anomalies: list[anomaly_list.Anomaly] | None = anomaly_list.ANOMALIES
     # The refusals log (schema/refusals.py).
     refusals: refusal_log.RefusalConnection = refusal_log.REFUSALS

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import World
 from epcis_event_hash_generator import hash_generator, json_to_py
 
-from ledger.store import Appended, Signed
+from ledger.store import Appended, Signed, Store
 from producers import epcis
 from producers.submit import parse_lines
 
@@ -169,3 +170,35 @@ def test_unmappable_event_names_event_and_field() -> None:
     doc["epcisBody"]["eventList"][0].pop("eventTimeZoneOffset")
     with pytest.raises(epcis.EpcisError, match=r"EPCIS 2\.0 JSON schema"):
         epcis.import_drafts(doc)
+
+
+def test_the_cli_exports_a_lot_and_imports_it_as_drafts(tmp_path: Path) -> None:
+    """`rledger epcis export --lot` writes that lot's events; `rledger epcis import` turns
+    them back into drafts for `rledger submit`, the create carrying the lot's exact grams."""
+    from click.testing import CliRunner
+
+    from producers.cli import main
+
+    db = tmp_path / "d.db"
+    runner = CliRunner()
+    made = runner.invoke(main, ["demo", "--db", str(db), "--months", "1"])
+    assert made.exit_code == 0, made.output
+    store = Store.open(f"sqlite:///{db}")
+    try:
+        lot = store.lot("lot:gd-collector-1:00001")
+    finally:
+        store.close()
+    assert lot is not None
+    doc, drafts = tmp_path / "e.json", tmp_path / "d.jsonl"
+    done = runner.invoke(
+        main, ["epcis", "export", "--db", str(db), "--lot", lot.id, "--out", str(doc)]
+    )
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(main, ["epcis", "import", str(doc), "--out", str(drafts)])
+    assert done.exit_code == 0, done.output
+    lines = [json.loads(x) for x in drafts.read_text().splitlines()]
+    [create] = [x for x in lines if x["type"] == "create"]
+    assert (create["body"]["lot"], create["body"]["mass_g"]) == (lot.id, lot.mass_g)
+    doc.write_text(doc.read_text().replace('"KGM"', '"LBR"'))
+    refused = runner.invoke(main, ["epcis", "import", str(doc), "--out", str(drafts)])
+    assert refused.exit_code != 0 and "nothing was written" in refused.output

@@ -1,0 +1,558 @@
+"""Material flows for regulators: Sankey-ready stages, rates and a monthly series.
+
+Every figure is an integer number of grams summed **in SQL** over the
+projections (``lots``, ``lot_records``, ``epr_outputs``) and, where the
+projections do not carry the figure, over fields of the records' own
+canonical JSON read by the database (``json_extract`` on SQLite,
+``jsonb`` on PostgreSQL: the transform inputs, a transform's ``loss_g``, a
+dispose's ``mass_g`` and ``method``, a status). Python only adds up the
+grouped rows (a handful per organisation, stage and month); no record is
+walked in Python.
+
+Stages, from the record vocabulary (DESIGN.md "Event vocabulary"); a flow
+falls in the period when the ``at`` of the record that made it does
+(``from`` inclusive, ``to`` exclusive, compared with
+:func:`ledger.queries.at_key` so fractional seconds sort right):
+
+* ``collected`` — a ``create`` of a lot with origin ``pre_consumer`` or
+  ``post_consumer``: the lot's ``mass_g``. A source node.
+* ``virgin`` — lots created with origin ``virgin`` appear only as the source
+  of the flows out of them (primary material mixed in or made into products).
+* ``processed`` — the inputs (``body.inputs[].mass_g``) of a ``transform``
+  whose process is neither recycling (``recycling = false`` in
+  ledger/data/materials.toml) nor manufacturing: sorting, baling, shredding,
+  dismantling, black-mass production, washing and flaking, …
+* ``recycled`` — the inputs of a ``transform`` whose process has
+  ``recycling = true`` (melting, pulping, pelletising, hydrometallurgy, …).
+* ``manufactured`` — the inputs of a ``transform`` whose process is in
+  :data:`MANUFACTURING` (products made: cathode synthesis, cell manufacture,
+  pack assembly, papermaking, generic manufacturing).
+* ``second_life`` — a ``status`` record setting ``second_life`` on a lot
+  whose status is still ``second_life`` (or which is in transit while in
+  second life): the lot's ``remaining_g`` now. Its source is ``collected``:
+  a lot reaches second life through take-back.
+* ``disposed`` — a ``dispose`` record: its ``mass_g``, split by ``method``
+  (landfill, incineration, energy_recovery).
+* ``in_transit`` — a ``transfer`` not yet received (the lot's status is
+  ``in_transit`` now): the declared ``transit_g``.
+* ``loss`` — a transform's ``loss_g`` (process loss), a link from the
+  transform's stage.
+
+A link ``A → B`` carries the grams of lots *of class A* that went into stage
+``B``. A lot's class: the stage of the process that made it (its
+``epr_outputs`` row), else ``collected`` for origin pre/post-consumer,
+``virgin`` for virgin, else ``processed`` (parts of split or merged
+intermediate lots).
+
+Filters: ``material`` matches the material of the lot the mass came from (the
+transform's input lot; the created, disposed, transferred lot), as a code
+or a family/grade prefix (``steel`` matches ``steel.hms1``); a transform's
+loss is counted whole when any of its inputs matches. ``region`` matches the
+acting organisation's ``orgs.region`` (ISO 3166-2) or a prefix of it (``CN``
+matches ``CN-GD``). Acting organisation: the record's signer.
+
+Rates, in basis points of ``collected`` (floored; 0 when nothing was
+collected): recovery = grams of matching lots that went into recycling
+transforms ÷ collected; reuse = second life ÷ collected; disposal = disposed
+÷ collected.
+
+Access (ledger/access.py): regulators and the operator see every flow; any
+other organisation sees only flows of lots it may read (:func:`lot_visible`),
+i.e. its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    FromClause,
+    Select,
+    String,
+    Text,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+
+from ledger.access import ReadScope
+from ledger.envelope import REGION_RE
+from ledger.materials import default_taxonomy
+from ledger.queries import QueryRefused, at_key, lot_visible, time_key
+from ledger.state import VOID
+from ledger.tables import epr_outputs, lot_records, lots, orgs, records
+
+BP = 10_000
+
+# Processes that make products (not recycling, not preparation): the "manufactured" stage.
+MANUFACTURING = frozenset(
+    {"cathode_synthesis", "cell_manufacture", "pack_assembly", "papermaking", "manufacturing"}
+)
+RECOVERED_ORIGINS = ("pre_consumer", "post_consumer")
+
+
+class Stage(StrEnum):
+    COLLECTED = "collected"
+    VIRGIN = "virgin"
+    PROCESSED = "processed"
+    RECYCLED = "recycled"
+    MANUFACTURED = "manufactured"
+    SECOND_LIFE = "second_life"
+    DISPOSED = "disposed"
+    IN_TRANSIT = "in_transit"
+    LOSS = "loss"
+
+
+STAGE_ORDER = tuple(Stage)
+_NOT_TOTALLED = frozenset({Stage.VIRGIN, Stage.LOSS})  # a source, and a sink of links only
+TRANSFORM_STAGES = (Stage.PROCESSED, Stage.RECYCLED, Stage.MANUFACTURED)
+
+
+class GroupBy(StrEnum):
+    STAGE = "stage"
+    ORGANISATION = "organisation"
+    REGION = "region"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFilter:
+    start: datetime | None = None
+    end: datetime | None = None
+    material: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    kind: str  # "stage", "organisation" or "region"
+    mass_g: int  # the larger of the grams in and the grams out (a Sankey node's size)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    source: str
+    target: str
+    mass_g: int
+
+
+@dataclass(frozen=True, slots=True)
+class Month:
+    month: str  # YYYY-MM
+    stages: dict[str, int]  # grams into each stage that month
+
+
+@dataclass(frozen=True, slots=True)
+class Flows:
+    group_by: GroupBy
+    nodes: list[Node]
+    links: list[Link]
+    stages: dict[str, int]  # grams into each stage over the period
+    disposed_by_method: dict[str, int]
+    recovery_bp: int
+    reuse_bp: int
+    disposal_bp: int
+    months: list[Month] = field(default_factory=list)
+
+    def stage(self, s: Stage) -> int:
+        return self.stages.get(s.value, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fact:
+    source: str | None
+    target: str
+    actor: str
+    month: str
+    mass_g: int
+    method: str | None = None
+
+
+def rate_bp(part: int, whole: int) -> int:
+    return part * BP // whole if whole > 0 else 0
+
+
+def material_flows(
+    conn: Connection, scope: ReadScope, where: FlowFilter, group_by: GroupBy = GroupBy.STAGE
+) -> Flows:
+    """The flows ``scope`` may see that match ``where`` (see the module docstring)."""
+    facts = list(_facts(conn, scope, where))
+    region_of = (
+        {str(r.id): str(r.region) for r in conn.execute(select(orgs.c.id, orgs.c.region))}
+        if group_by is GroupBy.REGION
+        else {}
+    )
+    stages: dict[str, int] = {}
+    by_method: dict[str, int] = {}
+    months: dict[str, dict[str, int]] = {}
+    links: dict[tuple[str, str], int] = {}
+    recycled_in = 0
+    for f in facts:
+        if f.target != Stage.LOSS:
+            stages[f.target] = stages.get(f.target, 0) + f.mass_g
+            per = months.setdefault(f.month, {})
+            per[f.target] = per.get(f.target, 0) + f.mass_g
+        if f.method is not None:
+            by_method[f.method] = by_method.get(f.method, 0) + f.mass_g
+        if f.target == Stage.RECYCLED:
+            recycled_in += f.mass_g
+        if group_by is GroupBy.STAGE:
+            if f.source is not None:
+                key = (f.source, f.target)
+                links[key] = links.get(key, 0) + f.mass_g
+        else:
+            who = f.actor if group_by is GroupBy.ORGANISATION else region_of.get(f.actor, "?")
+            key = (who, f.target)
+            links[key] = links.get(key, 0) + f.mass_g
+    link_list = [Link(s, t, g) for (s, t), g in sorted(links.items(), key=_link_order) if g]
+    nodes = _nodes(link_list, stages, group_by)
+    collected = stages.get(Stage.COLLECTED, 0)
+    return Flows(
+        group_by=group_by,
+        nodes=nodes,
+        links=link_list,
+        stages={s.value: stages.get(s.value, 0) for s in STAGE_ORDER if s not in _NOT_TOTALLED},
+        disposed_by_method=dict(sorted(by_method.items())),
+        recovery_bp=rate_bp(recycled_in, collected),
+        reuse_bp=rate_bp(stages.get(Stage.SECOND_LIFE, 0), collected),
+        disposal_bp=rate_bp(stages.get(Stage.DISPOSED, 0), collected),
+        months=[Month(m, dict(sorted(v.items()))) for m, v in sorted(months.items())],
+    )
+
+
+def _link_order(item: tuple[tuple[str, str], int]) -> tuple[int, str, int, str]:
+    (s, t), _ = item
+    rank = {x.value: i for i, x in enumerate(STAGE_ORDER)}
+    return (rank.get(s, -1), s, rank.get(t, -1), t)
+
+
+def _nodes(links: list[Link], stages: dict[str, int], group_by: GroupBy) -> list[Node]:
+    into: dict[str, int] = {}
+    out: dict[str, int] = {}
+    for link in links:
+        out[link.source] = out.get(link.source, 0) + link.mass_g
+        into[link.target] = into.get(link.target, 0) + link.mass_g
+    if group_by is GroupBy.STAGE:
+        for s, g in stages.items():  # a source stage like collected has no link in
+            into[s] = max(into.get(s, 0), g)
+    stage_ids = {s.value for s in Stage}
+    ids = sorted(set(into) | set(out), key=lambda n: (n in stage_ids, _stage_rank(n), n))
+    found = []
+    for n in ids:
+        mass = max(into.get(n, 0), out.get(n, 0))
+        if mass:
+            kind = "stage" if n in stage_ids else group_by.value
+            found.append(Node(n, kind, mass))
+    return found
+
+
+def _stage_rank(n: str) -> int:
+    try:
+        return STAGE_ORDER.index(Stage(n))
+    except ValueError:
+        return -1
+
+
+# --- SQL ----------------------------------------------------------------------------------
+
+
+def _json_text(conn: Connection, doc: Any, *path: str) -> ColumnElement[Any]:
+    """Text at ``path`` in a JSON document column (canonical bytes or a JSON value)."""
+    if conn.dialect.name == "postgresql":
+        return func.jsonb_extract_path_text(doc, *path)
+    return func.json_extract(doc, "$." + ".".join(path))
+
+
+def _canonical(conn: Connection, column: Any) -> Any:
+    """The record's canonical bytes as a JSON document the database can read."""
+    if conn.dialect.name == "postgresql":
+        return cast(func.convert_from(column, literal("UTF8")), JSONB)
+    return cast(column, Text)
+
+
+def _grams(expr: ColumnElement[Any]) -> ColumnElement[int]:
+    return cast(expr, BigInteger)
+
+
+def _first(n: int) -> list[ColumnElement[Any]]:
+    """GROUP BY the first ``n`` output columns by position (the same statement text on both
+    engines: PostgreSQL won't match a grouped expression whose constants are bound anew)."""
+    return [literal_column(str(i)) for i in range(1, n + 1)]
+
+
+def _month(at: Any) -> ColumnElement[str]:
+    return func.substr(at, 1, 7, type_=String)
+
+
+def _process_stage(process: Any) -> ColumnElement[str]:
+    tax = default_taxonomy()
+    recycling = sorted(p.code for p in tax.processes.values() if p.recycling)
+    return case(
+        (process.in_(recycling), literal(Stage.RECYCLED.value)),
+        (process.in_(sorted(MANUFACTURING)), literal(Stage.MANUFACTURED.value)),
+        else_=literal(Stage.PROCESSED.value),
+    )
+
+
+def _lot_class(lot: FromClause, made: FromClause) -> ColumnElement[str]:
+    """A lot's class (module docstring); ``made``: epr_outputs LEFT JOINed on the lot."""
+    return case(
+        (made.c.process.is_not(None), _process_stage(made.c.process)),
+        (lot.c.origin.in_(RECOVERED_ORIGINS), literal(Stage.COLLECTED.value)),
+        (lot.c.origin == "virgin", literal(Stage.VIRGIN.value)),
+        else_=literal(Stage.PROCESSED.value),
+    )
+
+
+def _material(column: Any, material: str | None) -> list[ColumnElement[bool]]:
+    if material is None:
+        return []
+    return [or_(column == material, column.startswith(material + ".", autoescape=True))]
+
+
+def _region(actor: Any, region: str | None) -> list[ColumnElement[bool]]:
+    if region is None:
+        return []
+    if not REGION_RE.fullmatch(region):
+        raise QueryRefused(
+            "region",
+            f"region {region[:16]!r} is not an ISO 3166-2 code or country prefix; "
+            "give e.g. CN or CN-GD",
+        )
+    in_region = select(orgs.c.id).where(
+        or_(orgs.c.region == region, orgs.c.region.startswith(region + "-", autoescape=True))
+    )
+    return [actor.in_(in_region)]
+
+
+def _period(at: Any, where: FlowFilter) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
+    if where.start is not None:
+        out.append(at_key(at) >= time_key("from", where.start))
+    if where.end is not None:
+        out.append(at_key(at) < time_key("to", where.end))
+    if where.start is not None and where.end is not None and where.end <= where.start:
+        raise QueryRefused(
+            "to", "to must be later than from; give a period like 2026-05-01 .. 2026-06-01"
+        )
+    return out
+
+
+def _facts(conn: Connection, scope: ReadScope, where: FlowFilter) -> Iterable[_Fact]:
+    for q in _statements(conn, scope, where):
+        for row in conn.execute(q):
+            method = getattr(row, "method", None)
+            yield _Fact(
+                row.source,
+                row.target,
+                row.actor,
+                row.month,
+                int(row.mass_g or 0),
+                None if method is None else str(method),
+            )
+
+
+def _statements(conn: Connection, scope: ReadScope, where: FlowFilter) -> list[Select[Any]]:
+    out: list[Select[Any]] = []
+
+    def visible(lot: FromClause) -> ColumnElement[bool]:
+        return lot_visible(scope, lot)  # true() for regulators and the operator
+
+    # collected: creates of pre-/post-consumer lots
+    lot, r = lots.alias("l"), records.alias("r")
+    out.append(
+        select(
+            literal(None, String).label("source"),
+            literal(Stage.COLLECTED.value).label("target"),
+            r.c.actor.label("actor"),
+            _month(r.c.at).label("month"),
+            func.sum(lot.c.mass_g).label("mass_g"),
+        )
+        .select_from(lot.join(r, r.c.seq == lot.c.created_seq))
+        .where(
+            r.c.type == "create",
+            lot.c.origin.in_(RECOVERED_ORIGINS),
+            lot.c.status != VOID,  # a voided create collected nothing
+            *_period(r.c.at, where),
+            *_material(lot.c.material, where.material),
+            *_region(r.c.actor, where.region),
+            visible(lot),
+        )
+        .group_by(*_first(4))
+    )
+
+    # transforms: each input by its lot's class into the process's stage
+    o, t = epr_outputs.alias("o"), records.alias("t")
+    seqs = (
+        select(o.c.seq)
+        .where(*_period(o.c.at, where), *_region(o.c.actor, where.region))
+        .distinct()
+        .scalar_subquery()
+    )
+    doc = _canonical(conn, t.c.canonical)
+    if conn.dialect.name == "postgresql":
+        items = func.jsonb_array_elements(
+            func.jsonb_extract_path(doc, "body", "inputs")
+        ).table_valued("value", name="item")
+    else:
+        items = func.json_each(doc, "$.body.inputs").table_valued("value", name="item")
+    inp, made = lots.alias("inp"), epr_outputs.alias("made")
+    source = _lot_class(inp, made)
+    stage = _process_stage(_json_text(conn, doc, "body", "process"))
+    out.append(
+        select(
+            source.label("source"),
+            stage.label("target"),
+            t.c.actor.label("actor"),
+            _month(t.c.at).label("month"),
+            func.sum(_grams(_json_text(conn, items.c.value, "mass_g"))).label("mass_g"),
+        )
+        .select_from(
+            t.join(items, true())
+            .join(inp, inp.c.id == _json_text(conn, items.c.value, "lot"))
+            .outerjoin(made, made.c.lot == inp.c.id)
+        )
+        .where(
+            t.c.seq.in_(seqs),
+            *_material(inp.c.material, where.material),
+            visible(inp),
+        )
+        .group_by(*_first(4))
+    )
+
+    # transforms' loss: the whole loss_g of a transform any of whose inputs matches
+    t2 = records.alias("t2")
+    doc2 = _canonical(conn, t2.c.canonical)
+    stage2 = _process_stage(_json_text(conn, doc2, "body", "process"))
+    matching = select(lot_records.c.seq).join(lots, lots.c.id == lot_records.c.lot)
+    matching = matching.where(
+        lot_records.c.seq == t2.c.seq,
+        lots.c.created_seq != t2.c.seq,  # an input, not an output it made
+        *_material(lots.c.material, where.material),
+        visible(lots),
+    )
+    out.append(
+        select(
+            stage2.label("source"),
+            literal(Stage.LOSS.value).label("target"),
+            t2.c.actor.label("actor"),
+            _month(t2.c.at).label("month"),
+            func.sum(_grams(_json_text(conn, doc2, "body", "loss_g"))).label("mass_g"),
+        )
+        .where(t2.c.seq.in_(seqs), matching.exists())
+        .group_by(*_first(4))
+    )
+
+    # disposed: dispose records, by method
+    d, dl, dlr, dm = (
+        records.alias("d"),
+        lots.alias("dl"),
+        lot_records.alias("dlr"),
+        epr_outputs.alias("dm"),
+    )
+    ddoc = _canonical(conn, d.c.canonical)
+    method = _json_text(conn, ddoc, "body", "method")
+    dsource = _lot_class(dl, dm)
+    out.append(
+        select(
+            dsource.label("source"),
+            literal(Stage.DISPOSED.value).label("target"),
+            d.c.actor.label("actor"),
+            _month(d.c.at).label("month"),
+            method.label("method"),
+            func.sum(_grams(_json_text(conn, ddoc, "body", "mass_g"))).label("mass_g"),
+        )
+        .select_from(
+            dl.join(dlr, dlr.c.lot == dl.c.id)
+            .join(d, d.c.seq == dlr.c.seq)
+            .outerjoin(dm, dm.c.lot == dl.c.id)
+        )
+        .where(
+            dl.c.disposed_g > 0,
+            d.c.type == "dispose",
+            *_period(d.c.at, where),
+            *_material(dl.c.material, where.material),
+            *_region(d.c.actor, where.region),
+            visible(dl),
+        )
+        .group_by(*_first(5))
+    )
+
+    # second life: status second_life on lots still in second life
+    s, sl, slr = records.alias("s"), lots.alias("sl"), lot_records.alias("slr")
+    sdoc = _canonical(conn, s.c.canonical)
+    out.append(
+        select(
+            literal(Stage.COLLECTED.value).label("source"),
+            literal(Stage.SECOND_LIFE.value).label("target"),
+            s.c.actor.label("actor"),
+            _month(s.c.at).label("month"),
+            func.sum(sl.c.remaining_g).label("mass_g"),
+        )
+        .select_from(sl.join(slr, slr.c.lot == sl.c.id).join(s, s.c.seq == slr.c.seq))
+        .where(
+            or_(sl.c.status == "second_life", sl.c.held_status == "second_life"),
+            s.c.type == "status",
+            _json_text(conn, sdoc, "body", "status") == "second_life",
+            *_period(s.c.at, where),
+            *_material(sl.c.material, where.material),
+            *_region(s.c.actor, where.region),
+            visible(sl),
+        )
+        .group_by(*_first(4))
+    )
+
+    # in transit: transfers not yet received (the lot's latest record is the transfer)
+    x, xl, xm = records.alias("x"), lots.alias("xl"), epr_outputs.alias("xm")
+    xsource = _lot_class(xl, xm)
+    out.append(
+        select(
+            xsource.label("source"),
+            literal(Stage.IN_TRANSIT.value).label("target"),
+            x.c.actor.label("actor"),
+            _month(x.c.at).label("month"),
+            func.sum(xl.c.transit_g).label("mass_g"),
+        )
+        .select_from(xl.join(x, x.c.seq == xl.c.updated_seq).outerjoin(xm, xm.c.lot == xl.c.id))
+        .where(
+            xl.c.status == "in_transit",
+            x.c.type == "transfer",
+            *_period(x.c.at, where),
+            *_material(xl.c.material, where.material),
+            *_region(x.c.actor, where.region),
+            visible(xl),
+        )
+        .group_by(*_first(4))
+    )
+    return out
+
+
+def check_period(where: FlowFilter) -> None:
+    """Raise :class:`QueryRefused` for a malformed period (used by callers before a read)."""
+    _period(records.c.at, where)
+
+
+__all__ = [
+    "MANUFACTURING",
+    "FlowFilter",
+    "Flows",
+    "GroupBy",
+    "Link",
+    "Month",
+    "Node",
+    "Stage",
+    "material_flows",
+]
