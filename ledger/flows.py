@@ -1,13 +1,14 @@
 """Material flows for regulators: Sankey-ready stages, rates and a monthly series.
 
-Every figure is an integer number of grams summed **in SQL** over the
-projections (``lots``, ``lot_records``, ``epr_outputs``) and, where the
-projections do not carry the figure, over fields of the records' own
-canonical JSON read by the database (``json_extract`` on SQLite,
-``jsonb`` on PostgreSQL: the transform inputs, a transform's ``loss_g``, a
-dispose's ``mass_g`` and ``method``, a status). Python only adds up the
-grouped rows (a handful per organisation, stage and month); no record is
-walked in Python.
+Every figure is an integer number of grams summed **in SQL**. Collection,
+transforms (inputs and losses) and disposals come from ``flow_days``, a
+rollup the rules keep at append time (:func:`ledger.stages.flow_rows`: grams
+per UTC day, source stage, target stage, actor, material and method; a
+``void`` subtracts what it reverses), so a year is a few thousand rows
+however many records it holds. Second life and in transit are states of
+lots now, read from ``lots`` (indexed by status). Python only adds up the
+grouped rows; no record is walked in Python. Because the rollup is per day,
+``from`` and ``to`` must be UTC midnights.
 
 Stages, from the record vocabulary (DESIGN.md "Event vocabulary"); a flow
 falls in the period when the ``at`` of the record that made it does
@@ -47,7 +48,8 @@ intermediate lots).
 Filters: ``material`` matches the material of the lot the mass came from (the
 transform's input lot; the created, disposed, transferred lot), as a code
 or a family/grade prefix (``steel`` matches ``steel.hms1``); a transform's
-loss is counted whole when any of its inputs matches. ``region`` matches the
+loss is shared over its inputs by mass (largest remainder) and each share
+follows its input's material. ``region`` matches the
 acting organisation's ``orgs.region`` (ISO 3166-2) or a prefix of it (``CN``
 matches ``CN-GD``). Acting organisation: the record's signer.
 
@@ -57,8 +59,9 @@ transforms ÷ collected; reuse = second life ÷ collected; disposal = disposed
 ÷ collected.
 
 Access (ledger/access.py): regulators and the operator see every flow; any
-other organisation sees only flows of lots it may read (:func:`lot_visible`),
-i.e. its own.
+other organisation sees the flows of its own records (what it collected,
+processed, disposed of) and the lots it may read that are in second life or
+in transit (:func:`lot_visible`).
 """
 
 from __future__ import annotations
@@ -70,7 +73,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     FromClause,
     Select,
@@ -83,7 +85,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
@@ -92,33 +93,13 @@ from ledger.access import ReadScope
 from ledger.envelope import REGION_RE
 from ledger.materials import default_taxonomy
 from ledger.queries import QueryRefused, at_key, lot_visible, time_key
-from ledger.state import VOID
-from ledger.tables import epr_outputs, lot_records, lots, orgs, records
+from ledger.stages import MANUFACTURING, RECOVERED_ORIGINS, Stage
+from ledger.tables import epr_outputs, flow_days, lot_records, lots, orgs, records
 
 BP = 10_000
 
-# Processes that make products (not recycling, not preparation): the "manufactured" stage.
-MANUFACTURING = frozenset(
-    {"cathode_synthesis", "cell_manufacture", "pack_assembly", "papermaking", "manufacturing"}
-)
-RECOVERED_ORIGINS = ("pre_consumer", "post_consumer")
-
-
-class Stage(StrEnum):
-    COLLECTED = "collected"
-    VIRGIN = "virgin"
-    PROCESSED = "processed"
-    RECYCLED = "recycled"
-    MANUFACTURED = "manufactured"
-    SECOND_LIFE = "second_life"
-    DISPOSED = "disposed"
-    IN_TRANSIT = "in_transit"
-    LOSS = "loss"
-
-
 STAGE_ORDER = tuple(Stage)
 _NOT_TOTALLED = frozenset({Stage.VIRGIN, Stage.LOSS})  # a source, and a sink of links only
-TRANSFORM_STAGES = (Stage.PROCESSED, Stage.RECYCLED, Stage.MANUFACTURED)
 
 
 class GroupBy(StrEnum):
@@ -269,13 +250,6 @@ def _stage_rank(n: str) -> int:
 # --- SQL ----------------------------------------------------------------------------------
 
 
-def _json_text(conn: Connection, doc: Any, *path: str) -> ColumnElement[Any]:
-    """Text at ``path`` in a JSON document column (canonical bytes or a JSON value)."""
-    if conn.dialect.name == "postgresql":
-        return func.jsonb_extract_path_text(doc, *path)
-    return func.json_extract(doc, "$." + ".".join(path))
-
-
 def _canonical(conn: Connection, column: Any) -> Any:
     """The record's canonical bytes as a JSON document the database can read."""
     if conn.dialect.name == "postgresql":
@@ -283,8 +257,11 @@ def _canonical(conn: Connection, column: Any) -> Any:
     return cast(column, Text)
 
 
-def _grams(expr: ColumnElement[Any]) -> ColumnElement[int]:
-    return cast(expr, BigInteger)
+def _json_text(conn: Connection, doc: Any, *path: str) -> ColumnElement[Any]:
+    """Text at ``path`` in a JSON document column (canonical bytes or a JSON value)."""
+    if conn.dialect.name == "postgresql":
+        return func.jsonb_extract_path_text(doc, *path)
+    return func.json_extract(doc, "$." + ".".join(path))
 
 
 def _first(n: int) -> list[ColumnElement[Any]]:
@@ -361,8 +338,29 @@ def _facts(conn: Connection, scope: ReadScope, where: FlowFilter) -> Iterable[_F
                 row.actor,
                 row.month,
                 int(row.mass_g or 0),
-                None if method is None else str(method),
+                str(method) if method else None,
             )
+
+
+def _day(argument: str, t: datetime) -> str:
+    """A bound as a UTC day; flows are kept per day, so a bound must be a UTC midnight."""
+    key = time_key(argument, t)
+    if not key.endswith("T00:00:00.000000"):
+        raise QueryRefused(
+            argument,
+            f"{argument} must be a UTC midnight (flows are kept per day), e.g. "
+            f"{key[:10]}T00:00:00Z",
+        )
+    return key[:10]
+
+
+def _days(day: Any, where: FlowFilter) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
+    if where.start is not None:
+        out.append(day >= _day("from", where.start))
+    if where.end is not None:
+        out.append(day < _day("to", where.end))
+    return out
 
 
 def _statements(conn: Connection, scope: ReadScope, where: FlowFilter) -> list[Select[Any]]:
@@ -371,122 +369,24 @@ def _statements(conn: Connection, scope: ReadScope, where: FlowFilter) -> list[S
     def visible(lot: FromClause) -> ColumnElement[bool]:
         return lot_visible(scope, lot)  # true() for regulators and the operator
 
-    # collected: creates of pre-/post-consumer lots
-    lot, r = lots.alias("l"), records.alias("r")
+    # collected, transform inputs and losses, disposals: the flow_days rollup, kept up to
+    # date at append time (ledger/stages.py flow_rows) — a year is a few thousand rows.
+    f = flow_days
+    scoped = [] if scope.everything else [f.c.actor == scope.org]
     out.append(
         select(
-            literal(None, String).label("source"),
-            literal(Stage.COLLECTED.value).label("target"),
-            r.c.actor.label("actor"),
-            _month(r.c.at).label("month"),
-            func.sum(lot.c.mass_g).label("mass_g"),
-        )
-        .select_from(lot.join(r, r.c.seq == lot.c.created_seq))
-        .where(
-            r.c.type == "create",
-            lot.c.origin.in_(RECOVERED_ORIGINS),
-            lot.c.status != VOID,  # a voided create collected nothing
-            *_period(r.c.at, where),
-            *_material(lot.c.material, where.material),
-            *_region(r.c.actor, where.region),
-            visible(lot),
-        )
-        .group_by(*_first(4))
-    )
-
-    # transforms: each input by its lot's class into the process's stage
-    o, t = epr_outputs.alias("o"), records.alias("t")
-    seqs = (
-        select(o.c.seq)
-        .where(*_period(o.c.at, where), *_region(o.c.actor, where.region))
-        .distinct()
-        .scalar_subquery()
-    )
-    doc = _canonical(conn, t.c.canonical)
-    if conn.dialect.name == "postgresql":
-        items = func.jsonb_array_elements(
-            func.jsonb_extract_path(doc, "body", "inputs")
-        ).table_valued("value", name="item")
-    else:
-        items = func.json_each(doc, "$.body.inputs").table_valued("value", name="item")
-    inp, made = lots.alias("inp"), epr_outputs.alias("made")
-    source = _lot_class(inp, made)
-    stage = _process_stage(_json_text(conn, doc, "body", "process"))
-    out.append(
-        select(
-            source.label("source"),
-            stage.label("target"),
-            t.c.actor.label("actor"),
-            _month(t.c.at).label("month"),
-            func.sum(_grams(_json_text(conn, items.c.value, "mass_g"))).label("mass_g"),
-        )
-        .select_from(
-            t.join(items, true())
-            .join(inp, inp.c.id == _json_text(conn, items.c.value, "lot"))
-            .outerjoin(made, made.c.lot == inp.c.id)
+            case((f.c.source == "", literal(None, String)), else_=f.c.source).label("source"),
+            f.c.target.label("target"),
+            f.c.actor.label("actor"),
+            func.substr(f.c.day, 1, 7, type_=String).label("month"),
+            f.c.method.label("method"),
+            func.sum(f.c.mass_g).label("mass_g"),
         )
         .where(
-            t.c.seq.in_(seqs),
-            *_material(inp.c.material, where.material),
-            visible(inp),
-        )
-        .group_by(*_first(4))
-    )
-
-    # transforms' loss: the whole loss_g of a transform any of whose inputs matches
-    t2 = records.alias("t2")
-    doc2 = _canonical(conn, t2.c.canonical)
-    stage2 = _process_stage(_json_text(conn, doc2, "body", "process"))
-    matching = select(lot_records.c.seq).join(lots, lots.c.id == lot_records.c.lot)
-    matching = matching.where(
-        lot_records.c.seq == t2.c.seq,
-        lots.c.created_seq != t2.c.seq,  # an input, not an output it made
-        *_material(lots.c.material, where.material),
-        visible(lots),
-    )
-    out.append(
-        select(
-            stage2.label("source"),
-            literal(Stage.LOSS.value).label("target"),
-            t2.c.actor.label("actor"),
-            _month(t2.c.at).label("month"),
-            func.sum(_grams(_json_text(conn, doc2, "body", "loss_g"))).label("mass_g"),
-        )
-        .where(t2.c.seq.in_(seqs), matching.exists())
-        .group_by(*_first(4))
-    )
-
-    # disposed: dispose records, by method
-    d, dl, dlr, dm = (
-        records.alias("d"),
-        lots.alias("dl"),
-        lot_records.alias("dlr"),
-        epr_outputs.alias("dm"),
-    )
-    ddoc = _canonical(conn, d.c.canonical)
-    method = _json_text(conn, ddoc, "body", "method")
-    dsource = _lot_class(dl, dm)
-    out.append(
-        select(
-            dsource.label("source"),
-            literal(Stage.DISPOSED.value).label("target"),
-            d.c.actor.label("actor"),
-            _month(d.c.at).label("month"),
-            method.label("method"),
-            func.sum(_grams(_json_text(conn, ddoc, "body", "mass_g"))).label("mass_g"),
-        )
-        .select_from(
-            dl.join(dlr, dlr.c.lot == dl.c.id)
-            .join(d, d.c.seq == dlr.c.seq)
-            .outerjoin(dm, dm.c.lot == dl.c.id)
-        )
-        .where(
-            dl.c.disposed_g > 0,
-            d.c.type == "dispose",
-            *_period(d.c.at, where),
-            *_material(dl.c.material, where.material),
-            *_region(d.c.actor, where.region),
-            visible(dl),
+            *_days(f.c.day, where),
+            *_material(f.c.material, where.material),
+            *_region(f.c.actor, where.region),
+            *scoped,
         )
         .group_by(*_first(5))
     )
@@ -504,6 +404,7 @@ def _statements(conn: Connection, scope: ReadScope, where: FlowFilter) -> list[S
         )
         .select_from(sl.join(slr, slr.c.lot == sl.c.id).join(s, s.c.seq == slr.c.seq))
         .where(
+            sl.c.status.in_(("second_life", "in_transit")),  # ix_lots_status
             or_(sl.c.status == "second_life", sl.c.held_status == "second_life"),
             s.c.type == "status",
             _json_text(conn, sdoc, "body", "status") == "second_life",

@@ -17,7 +17,17 @@ from sqlalchemy.engine import Connection, Row
 from ledger.envelope import Envelope
 from ledger.errors import RecordRefused
 from ledger.signing import Ed25519PublicKey, load_public_key
-from ledger.state import Certificate, Declaration, Edge, Key, Lot, Org, Output, UnitRow
+from ledger.state import (
+    Certificate,
+    Declaration,
+    Edge,
+    FlowKey,
+    Key,
+    Lot,
+    Org,
+    Output,
+    UnitRow,
+)
 from ledger.tables import (
     certificates,
     declarations,
@@ -318,6 +328,11 @@ class Statements:
         self.insert_edges = insert_sql(lot_edges)
         self.insert_lot_records = insert_sql(lot_records)
         self.insert_lot_units = insert_sql(lot_units)
+        keys = "day, source, target, actor, material, method"
+        self.add_flows = (
+            f"INSERT INTO flow_days ({keys}, mass_g) VALUES ({', '.join([mark] * 7)}) "
+            f"ON CONFLICT ({keys}) DO UPDATE SET mass_g = flow_days.mass_g + excluded.mass_g"
+        )
         cols = [c.name for c in refused_records.columns if c.name != "id"]
         self.insert_refusals = (
             f"INSERT INTO {refused_records.name} ({', '.join(cols)}) "
@@ -413,6 +428,26 @@ def refusal_values(
         env.canonical,
         sig[:128],
     )
+
+
+def add_flows(conn: Connection, flows: dict[FlowKey, int], sql: Statements) -> None:
+    """Add a batch's flow_days increments (one upsert per key; a void's are negative)."""
+    rows = [(*key, grams) for key, grams in sorted(flows.items())]
+    for chunk in chunks(rows, 5_000):
+        conn.exec_driver_sql(sql.add_flows, chunk)
+
+
+def flow_to_row(key: FlowKey, grams: int) -> dict[str, Any]:
+    day, source, target, actor, material, method = key
+    return {
+        "day": day,
+        "source": source,
+        "target": target,
+        "actor": actor,
+        "material": material,
+        "method": method,
+        "mass_g": grams,
+    }
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -22,6 +22,7 @@ from ledger.envelope import Envelope, parse_at
 from ledger.errors import Conflict, RecordRefused
 from ledger.materials import default_taxonomy
 from ledger.signing import b64url_decode, key_id
+from ledger.stages import flow_rows
 from ledger.state import (
     CONSUMED,
     DISPOSED,
@@ -48,9 +49,17 @@ VOIDABLE = frozenset(
 def apply(env: Envelope, state: StateView, seq: int, now: datetime) -> Effects:
     """Check ``env`` against ``state``; return its effects or raise RecordRefused."""
     try:
-        return _apply(env, state, seq, now)
+        effects = _apply(env, state, seq, now)
     except RecordRefused as exc:
         raise exc.for_record(env.id) from None
+    if env.type == "void":
+        target = state.record(env.body["record"])
+        if target is not None:
+            rows = flow_rows(target.type, target.body, target.actor, target.at, state)
+            effects.flows = [(key, -grams) for key, grams in rows]
+    else:
+        effects.flows = flow_rows(env.type, env.body, env.actor, env.at, state)
+    return effects
 
 
 def touched_lots(rtype: str, body: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -902,7 +911,7 @@ def signing_key(env: Envelope, state: StateView) -> bytes | None:
 
 
 def past_record(env: Envelope, seq: int) -> PastRecord:
-    return PastRecord(env.hash, seq, env.type, env.actor, env.body)
+    return PastRecord(env.hash, seq, env.type, env.actor, env.body, env.at)
 
 
 _HANDLERS = {

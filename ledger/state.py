@@ -156,6 +156,7 @@ class PastRecord:
     type: str
     actor: str
     body: dict[str, Any]
+    at: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +238,11 @@ class Declaration:
     units: int | None = None
 
 
+# A row of the flow_days rollup (ledger/flows.py): day (YYYY-MM-DD), source stage ("
+# for none), target stage, actor, material, method ("" for none).
+FlowKey = tuple[str, str, str, str, str, str]
+
+
 class StateView(Protocol):
     """What the rules may read. Implementations do no I/O inside the rules:
     the store loads everything a batch touches before the rules run."""
@@ -268,6 +274,7 @@ class Effects:
     outputs: list[Output] = field(default_factory=list)
     certificates: list[Certificate] = field(default_factory=list)
     declarations: list[Declaration] = field(default_factory=list)
+    flows: list[tuple[FlowKey, int]] = field(default_factory=list)  # flow_days increments
 
 
 class MemoryState:
@@ -295,6 +302,7 @@ class MemoryState:
         self.outputs: dict[str, Output] = {}
         self.certificates: dict[str, Certificate] = {}
         self.declarations: list[Declaration] = []
+        self.flow_totals: dict[FlowKey, int] = {}
         self.lot_records: list[tuple[str, int]] = []  # (lot, seq): each lot a record changed
         self.seq = 0
         self._record_loader = record_loader
@@ -342,6 +350,8 @@ class MemoryState:
         self.outputs.update((x.lot, x) for x in effects.outputs)
         self.certificates.update((x.id, x) for x in effects.certificates)
         self.declarations.extend(effects.declarations)
+        for flow, grams in effects.flows:
+            self.flow_totals[flow] = self.flow_totals.get(flow, 0) + grams
         if record is not None:
             self.lot_records.extend((lot_id, record.seq) for lot_id in {x.id for x in effects.lots})
             if self._keep_records:

@@ -42,6 +42,7 @@ from ledger.merkle_log import append_leaves
 from ledger.prepare import check_chunk, outcome_refusal
 from ledger.rows import (
     Statements,
+    add_flows,
     certificate_from_row,
     chunks,
     key_from_row,
@@ -65,6 +66,7 @@ from ledger.state import (
     Certificate,
     Edge,
     Effects,
+    FlowKey,
     Key,
     Lot,
     MemoryState,
@@ -374,6 +376,7 @@ class Store:
             stored_outputs, stored_certs = set(state.outputs), set(state.certificates)
             changed_outputs: dict[str, Output] = {}
             changed_certs: dict[str, Certificate] = {}
+            flows: dict[FlowKey, int] = {}
             new_records: list[tuple[Any, ...]] = []
             changed_lots: dict[str, Lot] = {}
             new_orgs: list[Org] = []
@@ -406,6 +409,8 @@ class Store:
                 _collect(effects, changed_lots, new_orgs, changed_keys, new_edges)
                 changed_outputs.update((x.lot, x) for x in effects.outputs)
                 changed_certs.update((x.id, x) for x in effects.certificates)
+                for flow, grams in effects.flows:
+                    flows[flow] = flows.get(flow, 0) + grams
                 new_records.append(
                     (
                         seq,
@@ -438,6 +443,7 @@ class Store:
                     stored_keys=stored_keys,
                     sql=sql,
                 )
+                add_flows(conn, flows, sql)
                 write_epr(
                     conn,
                     changed_outputs.values(),
@@ -566,7 +572,7 @@ class Store:
         for row in rows:
             env = parse_envelope(bytes(row.canonical))
             state.records[row.hash] = PastRecord(
-                env.hash, int(row.seq), env.type, env.actor, env.body
+                env.hash, int(row.seq), env.type, env.actor, env.body, env.at
             )
         lot_ids: set[str] = set()
         org_ids: set[str] = set()
@@ -588,10 +594,18 @@ class Store:
             lot_ids.update(existing, created)
             org_ids.add(past.actor)
         # EPR: the outputs a certificate stands on (or a voided transform made), and the
-        # certificates a record names.
+        # certificates a record names; flows: how the lots a transform or disposal spends
+        # were made (their class, ledger/stages.py).
         output_ids = {
             item["lot"] for env in envs if env.type == "certify" for item in env.body["lots"]
         }
+        spenders = [(e.type, e.body) for e in envs]
+        spenders += [(p.type, p.body) for p in state.records.values()]
+        for rtype, body in spenders:
+            if rtype == "transform":
+                output_ids.update(i["lot"] for i in body["inputs"])
+            elif rtype == "dispose":
+                output_ids.add(body["lot"])
         for past in state.records.values():
             if past.type == "transform":
                 output_ids.update(o["lot"] for o in past.body["outputs"])
@@ -673,7 +687,7 @@ class Store:
         if row is None:
             return None
         env = parse_envelope(bytes(row.canonical))
-        return PastRecord(env.hash, int(row.seq), env.type, env.actor, env.body)
+        return PastRecord(env.hash, int(row.seq), env.type, env.actor, env.body, env.at)
 
     def records(self, from_seq: int = 1, page: int = 2_000) -> Iterator[StoredRecord]:
         """Every stored record in sequence order, read a page at a time."""
@@ -713,6 +727,7 @@ class Store:
                 sql=self._sql,
             )
             write_epr(conn, state.outputs.values(), state.certificates.values(), state.declarations)
+            add_flows(conn, state.flow_totals, self._sql)
         self._forget()
 
 

@@ -59,7 +59,7 @@ class LotRow(SQLModel, table=True):
     origin: str = Field(sa_column=Column(String(16), nullable=False))
     mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
     remaining_g: int = Field(sa_column=Column(BigInteger, nullable=False))
-    status: str = Field(sa_column=Column(String(32), nullable=False))
+    status: str = Field(sa_column=Column(String(32), nullable=False, index=True))
     custodian: str = Field(sa_column=Column(String(64), nullable=False, index=True))
     head: str = Field(sa_column=Column(String(64), nullable=False))
     created_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -174,6 +174,20 @@ class DeclarationRow(SQLModel, table=True):
     units: int | None = Field(default=None, sa_column=Column(BigInteger))
 
 
+class FlowDayRow(SQLModel, table=True):
+    """The materialFlows rollup (ledger/stages.py flow_rows): grams per UTC day, stage to stage,
+    actor, material and disposal method, kept up to date at append time (a void subtracts)."""
+
+    __tablename__ = "flow_days"
+    day: str = Field(sa_column=Column(String(10), primary_key=True))
+    source: str = Field(sa_column=Column(String(16), primary_key=True))
+    target: str = Field(sa_column=Column(String(16), primary_key=True))
+    actor: str = Field(sa_column=Column(String(64), primary_key=True))
+    material: str = Field(sa_column=Column(String(64), primary_key=True))
+    method: str = Field(sa_column=Column(String(32), primary_key=True))
+    mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class LotRecordRow(SQLModel, table=True):
     """The record at ``seq`` changed lot ``lot``: a lot's history, and who ever acted on it
     (``lot_records JOIN records ON records.seq = lot_records.seq``)."""
@@ -275,6 +289,7 @@ lot_units = table(LotUnitRow)
 epr_outputs = table(OutputRow)
 certificates = table(CertificateRow)
 declarations = table(DeclarationRow)
+flow_days = table(FlowDayRow)
 api_tokens = table(TokenRow)
 ledger_meta = table(MetaRow)
 refused_records = table(RefusedRow)
@@ -309,4 +324,5 @@ PROJECTIONS = (
     epr_outputs,
     certificates,
     declarations,
+    flow_days,
 )

@@ -124,10 +124,13 @@ async def material_flows(
     info: Info,
     from_: Annotated[
         datetime | None,
-        strawberry.argument(name="from", description="At or after this time (with a time zone)."),
+        strawberry.argument(
+            name="from",
+            description="From this UTC midnight on (flows are kept per day), e.g. 2026-05-01T00:00:00Z.",
+        ),
     ] = None,
     to: Annotated[
-        datetime | None, strawberry.argument(description="Before this time (with a time zone).")
+        datetime | None, strawberry.argument(description="Before this UTC midnight.")
     ] = None,
     material: Annotated[
         str | None,

@@ -32,7 +32,7 @@ from server_process import Server, running_server
 
 from ledger.database import database_url
 from ledger.tokens import issue_token
-from producers.demo import GD_COLLECTOR_1, REGULATOR, seed_demo
+from producers.demo import PROCESSOR, REGULATOR, seed_demo
 from schema.app import create_app
 
 CHROMIUM = Path(os.environ.get("RLEDGER_CHROMIUM") or "/usr/bin/chromium")  # Debian's package
@@ -151,7 +151,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     world = make_world(url)
     try:
         seed_demo(world.store, world.operator, months=1)
-        tokens = {org: issue_token(world.store.engine, org) for org in (REGULATOR, GD_COLLECTOR_1)}
+        tokens = {org: issue_token(world.store.engine, org) for org in (REGULATOR, PROCESSOR)}
     finally:
         world.store.close()
     with running_server(url) as server:
@@ -190,7 +190,8 @@ def sync_playwright() -> Any:
 def test_the_sankey_shows_the_nodes_the_api_answers_for_the_filter(
     sync_playwright: Any, demo: Demo
 ) -> None:
-    """Steel in May 2026, as the regulator (every flow), then as a collector (its own)."""
+    """Steel in May 2026, as the regulator (every flow), then as the scrap processor (the
+    flows of its own records)."""
     # The page's To date is inclusive: 2026-05-31 asks for flows before 2026-06-01T00:00Z.
     variables = {
         "from": "2026-05-01T00:00:00Z",
@@ -199,11 +200,11 @@ def test_the_sankey_shows_the_nodes_the_api_answers_for_the_filter(
         "groupBy": "STAGE",
     }
     regulator = demo.flows(REGULATOR, variables)
-    collector = demo.flows(GD_COLLECTOR_1, variables)
+    collector = demo.flows(PROCESSOR, variables)
     expected = _drawable(regulator)
     # What the demo's steel flows hold (ledger/flows.py stages), so the test can fail.
     assert {"collected", "processed", "recycled", "manufactured", "virgin"} <= set(expected)
-    # The collector reads only the flows of its own lots: fewer stages (no virgin iron).
+    # The processor reads only the flows of its own records: fewer stages (no virgin iron).
     assert "collected" in _drawable(collector) and set(_drawable(collector)) < set(expected)
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -278,10 +279,10 @@ def test_the_sankey_shows_the_nodes_the_api_answers_for_the_filter(
             assert messages == [a["message"] for a in anomalies]
             page.click("button[data-view=flows]")
 
-            # A collector's token: the same filter shows only the flows it may read.
+            # The processor's token: the same filter shows only the flows of its own records.
             page.click("#logout")
             assert page.evaluate("() => sessionStorage.length") == 0
-            page.fill("#token", demo.tokens[GD_COLLECTOR_1])
+            page.fill("#token", demo.tokens[PROCESSOR])
             page.click("#token-save")
             page.wait_for_selector("#chart[data-state=rendered]")
             page.fill("#f-from", "2026-05-01")

@@ -43,6 +43,7 @@ TABLES = {
     "epr_outputs",
     "certificates",
     "declarations",
+    "flow_days",
     "ledger_meta",
     "api_tokens",
     "refused_records",

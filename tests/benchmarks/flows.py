@@ -9,7 +9,7 @@ Not a test (pytest does not collect this folder). Run it by hand::
 The ledger is tests/benchmarks/append.py's fixed workload (creates, transfers and receives,
 splits, merges, transforms, status changes, disposals; ``at`` one second apart from
 2026-01-01), appended once through :meth:`Store.append` into a SQLite file cached under
-/tmp (``rledger-bench-flows-<records>-<seed>.db``; delete it to rebuild). Timed:
+/tmp (``rledger-bench-flows-<records>-<seed>-<schema head>.db``; delete it to rebuild). Timed:
 :func:`ledger.flows.material_flows` for the year 2026 as a regulator, grouped by stage, and
 for one family (``--material``), each over ``--runs`` calls after one warm-up; p50 and p95.
 """
@@ -26,11 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from alembic.script import ScriptDirectory
 from append import Builder, batches, check
 
 from ledger import flows
 from ledger.access import Ground, ReadScope
-from ledger.database import database_url, migrate
+from ledger.database import alembic_config, database_url, migrate
 from ledger.store import Store
 
 REGULATOR = ReadScope("org:operator", True, frozenset(Ground))
@@ -82,7 +83,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--material", default="steel")
     args = ap.parse_args(argv)
     n, runs = (5_000, 3) if args.quick else (args.records, args.runs)
-    path = Path(f"/tmp/rledger-bench-flows-{n}-{args.seed}.db")
+    # The schema's head revision is in the name: a cached ledger of an older schema is rebuilt.
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    path = Path(f"/tmp/rledger-bench-flows-{n}-{args.seed}-{head}.db")
     if not path.exists():
         t0 = time.perf_counter()
         build(path, n, args.seed, args.batch)
