@@ -388,7 +388,7 @@ class _PastRecords:
         env = checked_envelope(obj["envelope"].encode("utf-8"))
         if env.hash != record_hash:
             return None
-        return PastRecord(env.hash, int(obj["seq"]), env.type, env.actor, env.body)
+        return PastRecord(env.hash, int(obj["seq"]), env.type, env.actor, env.body, env.at)
 
 
 def _archived_here(rows: Iterator[Row]) -> Iterator[Checked]:

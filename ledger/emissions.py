@@ -16,7 +16,11 @@ its outputs — made in the period (``epr_outputs.at``; ``from`` inclusive, ``to
 and not voided: its **recovered grams when made** (``epr_outputs.recovered["mass"]``, the
 recovered content the ledger computed, ISO 22095 proportional), not its whole mass, since
 virgin input mixed into a melt displaces nothing. ``output_g`` (the lots' whole mass) is
-reported beside it. Integer arithmetic only:
+reported beside it. An output made with any input that was itself the output of a recycling
+process (a re-melted ingot; ``lot_edges`` parent in ``epr_outputs`` with a recycling
+process) is **not credited**: its recovered grams displaced primary material once already.
+Its recovered grams are reported as ``rerecycled_g`` (conservative: a melt mixing fresh
+scrap with a re-melted ingot is credited nothing). Integer arithmetic only:
 
     avoided_g = recycled_g * g_per_t // 1_000_000     (floored, per row)
 
@@ -46,7 +50,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Final
 
-from sqlalchemy import BigInteger, ColumnElement, Text, cast, func, or_, select, true
+from sqlalchemy import BigInteger, ColumnElement, Text, case, cast, func, or_, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
@@ -57,7 +61,7 @@ from ledger.flows import FlowFilter
 from ledger.materials import Taxonomy, default_taxonomy
 from ledger.queries import QueryRefused, at_key, lot_visible, time_key
 from ledger.state import VOID
-from ledger.tables import certificates, epr_outputs, lots, orgs
+from ledger.tables import certificates, epr_outputs, lot_edges, lots, orgs
 
 METHOD: Final = "avoided burden, cut-off (recycled-content) approach; estimate"
 G_PER_T: Final = 1_000_000  # grams in a tonne
@@ -92,6 +96,7 @@ class Row:
     org: str
     output_g: int  # whole mass of the output lots
     recycled_g: int  # their recovered grams when made (what is multiplied)
+    rerecycled_g: int  # recovered grams of outputs made from recycled output (not credited)
     factor: Factor | None
     avoided_g: int
 
@@ -113,6 +118,7 @@ class Avoided:
     producers: list[ProducerRow]
     output_g: int
     recycled_g: int
+    rerecycled_g: int
     unfactored_g: int  # recycled grams no factor covers (0 g avoided counted for them)
     avoided_g: int
     method: str = METHOD
@@ -255,24 +261,47 @@ def _filters(where: FlowFilter) -> list[ColumnElement[bool]]:
             )
         )
         out.append(o.c.actor.in_(in_region))
-    recycling = sorted(p.code for p in default_taxonomy().processes.values() if p.recycling)
-    out.append(o.c.process.in_(recycling))
+    out.append(o.c.process.in_(_recycling_processes()))
     out.append(lots.c.status != VOID)
     return out
 
 
+def _recycling_processes() -> list[str]:
+    return sorted(p.code for p in default_taxonomy().processes.values() if p.recycling)
+
+
+def _made_from_recycled_output() -> ColumnElement[bool]:
+    """True for the output lots (``epr_outputs``) one of whose parents a recycling process
+    made: recycled output recycled again."""
+    parent = epr_outputs.alias("parent")
+    return (
+        select(lot_edges.c.parent)
+        .join(parent, parent.c.lot == lot_edges.c.parent)
+        .where(
+            lot_edges.c.child == epr_outputs.c.lot,
+            parent.c.process.in_(_recycling_processes()),
+        )
+        .exists()
+    )
+
+
 def recycled_output(
     conn: Connection, scope: ReadScope, where: FlowFilter
-) -> list[tuple[str, str, str, int, int]]:
-    """(material, org, process, output_g, recycled_g) of recycling outputs, summed in SQL."""
+) -> list[tuple[str, str, str, int, int, int]]:
+    """(material, org, process, output_g, recycled_g, rerecycled_g) of recycling outputs,
+    summed in SQL; rerecycled_g: the recovered grams of outputs made from recycled output,
+    left out of recycled_g (module docstring)."""
     o = epr_outputs
+    recovered = _json_grams(conn, o.c.recovered, "mass")
+    again = _made_from_recycled_output()
     q = (
         select(
             o.c.material,
             o.c.actor,
             o.c.process,
             func.sum(lots.c.mass_g).label("output_g"),
-            func.sum(_json_grams(conn, o.c.recovered, "mass")).label("recycled_g"),
+            func.sum(case((again, 0), else_=recovered)).label("recycled_g"),
+            func.sum(case((again, recovered), else_=0)).label("rerecycled_g"),
         )
         .select_from(o.join(lots, lots.c.id == o.c.lot))
         .where(*_filters(where), lot_visible(scope, lots))
@@ -285,6 +314,7 @@ def recycled_output(
             str(r.process),
             int(r.output_g or 0),
             int(r.recycled_g or 0),
+            int(r.rerecycled_g or 0),
         )
         for r in conn.execute(q)
     ]
@@ -318,6 +348,7 @@ def certified_output(
         .where(
             c.c.retired_period.is_not(None),
             *_filters(where),
+            ~_made_from_recycled_output(),
             true() if scope.everything else c.c.holder == scope.org,
         )
         .group_by(c.c.holder, c.c.scheme, c.c.category, o.c.material, o.c.process)
@@ -350,16 +381,20 @@ def avoided_emissions(
     """Avoided CO2e of the recycled output ``scope`` may see (see the module docstring)."""
     table = tuple(default_factors() if factors is None else factors)
     by_row: dict[tuple[str, str, str | None], list[int]] = {}
+    # (material, org, factor id) -> [output_g, recycled_g, rerecycled_g, avoided_g]
     fac: dict[str, Factor] = {f.id: f for f in table}
-    for material, org, process, output_g, recycled_g in recycled_output(conn, scope, where):
+    for material, org, process, output_g, recycled_g, again_g in recycled_output(
+        conn, scope, where
+    ):
         f = factor_for(material, process, table)
-        acc = by_row.setdefault((material, org, None if f is None else f.id), [0, 0, 0])
+        acc = by_row.setdefault((material, org, None if f is None else f.id), [0, 0, 0, 0])
         acc[0] += output_g
         acc[1] += recycled_g
-        acc[2] += avoided_g(recycled_g, f)
+        acc[2] += again_g
+        acc[3] += avoided_g(recycled_g, f)
     rows = [
-        Row(m, org, out, rec, None if fid is None else fac[fid], av)
-        for (m, org, fid), (out, rec, av) in sorted(by_row.items(), key=lambda kv: kv[0][:2])
+        Row(m, org, out, rec, again, None if fid is None else fac[fid], av)
+        for (m, org, fid), (out, rec, again, av) in sorted(by_row.items(), key=lambda kv: kv[0][:2])
     ]
     by_producer: dict[tuple[str, str, str | None], list[int]] = {}
     for holder, scheme, category, material, process, grams in certified_output(conn, scope, where):
@@ -378,6 +413,7 @@ def avoided_emissions(
         producers=producers,
         output_g=sum(r.output_g for r in rows),
         recycled_g=sum(r.recycled_g for r in rows),
+        rerecycled_g=sum(r.rerecycled_g for r in rows),
         unfactored_g=sum(r.recycled_g for r in rows if r.factor is None),
         avoided_g=sum(r.avoided_g for r in rows),
     )

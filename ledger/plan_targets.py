@@ -10,12 +10,17 @@ Progress for a region and a calendar year (UTC; ``from`` 1 January inclusive, ``
 next 1 January exclusive), for each target of the region's country:
 
 * ``recycling_input`` ("utilised" scrap): grams of lots of the target's materials that
-  went into recycling transforms in the region in the year, from every source class but
-  ``virgin`` — the links into the ``recycled`` stage of :func:`ledger.flows.material_flows`
-  whose source is not ``virgin`` (the region is the recycler's, the signer of the transform);
+  went into recycling transforms in the region in the year — the links into the
+  ``recycled`` stage of :func:`ledger.flows.material_flows` — except from the classes
+  ``virgin`` (primary material melted with the scrap) and ``recycled`` (a recycling output
+  recycled again, e.g. a re-melted ingot: its grams were counted when they were scrap). The
+  region is the recycler's (the transform's signer). A part split off a recycling output
+  has no class of its own in ledger/flows.py (it is ``processed``) and would count again if
+  recycled again: a known limit;
 * ``recycled_output`` ("output of recycled" metal): the recovered grams, when made, of the
   outputs of recycling transforms of the target's materials, made in the region in the
-  year (:func:`ledger.emissions.recycled_output`).
+  year (:func:`ledger.emissions.recycled_output`), not counting outputs made from an
+  earlier recycling output (a re-melted ingot is counted once).
 
 ``share_bp`` = recorded grams × 10,000 ÷ target grams, floored: a region's recorded
 contribution to the national annual target in basis points. The year need not be the
@@ -41,15 +46,19 @@ from sqlalchemy.engine import Connection
 from ledger.access import Ground, ReadScope
 from ledger.emissions import recycled_output
 from ledger.envelope import REGION_RE
-from ledger.flows import FlowFilter, Stage, material_flows
+from ledger.flows import FlowFilter, material_flows
 from ledger.materials import Taxonomy, default_taxonomy
 from ledger.queries import QueryRefused
+from ledger.stages import Stage
 
 BP: Final = 10_000
 G_PER_T: Final = 1_000_000
 MEASURES: Final = ("recycling_input", "recycled_output")
 FIRST_YEAR, LAST_YEAR = 2000, 2100
 _DATA_FILE: Final = "plan_targets.toml"
+# Classes of lot whose recycling is not scrap utilised: primary material, and material a
+# recycling process already made (counted when it was scrap, not again when re-melted).
+_NOT_SCRAP = frozenset({Stage.VIRGIN, Stage.RECYCLED})
 _EVERYTHING = ReadScope("plan_targets", True, frozenset(Ground))
 
 Measure = Literal["recycling_input", "recycled_output"]
@@ -164,7 +173,7 @@ def recorded_g(conn: Connection, target: Target, where: FlowFilter) -> int:
             total += sum(
                 x.mass_g
                 for x in flows.links
-                if x.target == Stage.RECYCLED and x.source != Stage.VIRGIN
+                if x.target == Stage.RECYCLED and x.source not in _NOT_SCRAP
             )
         else:
             total += sum(row[4] for row in recycled_output(conn, _EVERYTHING, w))

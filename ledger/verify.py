@@ -47,6 +47,7 @@ from ledger.rows import (
     declaration_to_row,
     edge_to_row,
     edge_values,
+    flow_to_row,
     key_to_row,
     lot_to_row,
     lot_values,
@@ -355,6 +356,8 @@ def _expected_rows(state: MemoryState, name: str) -> list[tuple[dict[str, Any], 
         return [(certificate_to_row(x), x.updated_seq) for x in state.certificates.values()]
     if name == "declarations":
         return [(declaration_to_row(x), x.seq) for x in state.declarations]
+    if name == "flow_days":
+        return [(flow_to_row(k, g), 0) for k, g in state.flow_totals.items()]
     raise AssertionError(f"no replayed rows for projection {name}")
 
 

@@ -18,7 +18,7 @@ import strawberry
 
 from ledger import queries
 from schema import anomalies as anomaly_list
-from schema import epr, flows, tracing, transparency
+from schema import epr, flows, impact, tracing, transparency
 from schema import provenance as provenance_bundles
 from schema import refusals as refusal_log
 from schema.loaders import BadArgument
@@ -201,5 +201,8 @@ class Query:
     # Material flows for regulators (schema/flows.py).
     material_flows: flows.MaterialFlows = flows.MATERIAL_FLOWS
     anomalies: list[anomaly_list.Anomaly] | None = anomaly_list.ANOMALIES
+    # Impact estimates for regulators (schema/impact.py).
+    avoided_emissions: impact.AvoidedEmissions = impact.AVOIDED_EMISSIONS
+    plan_progress: list[impact.PlanProgress] | None = impact.PLAN_PROGRESS
     # The refusals log (schema/refusals.py).
     refusals: refusal_log.RefusalConnection = refusal_log.REFUSALS
