@@ -31,6 +31,7 @@ holds for the record has that same id.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from typing import Any
@@ -237,3 +238,15 @@ def check_archived(
 
 def warm_up() -> None:
     """Nothing: submitted once per worker so that the pool's processes start up front."""
+
+
+WORKER_NICE = 10
+
+
+def lower_priority() -> None:
+    """The initializer of verify's worker processes: they run at a lower priority than the
+    replay, which is sequential and so the critical path. With as many workers as cores,
+    the replay keeps its core and the workers share what is left (at equal priority three
+    processes on two cores would give the replay two thirds of one)."""
+    with suppress(OSError, AttributeError):
+        os.nice(WORKER_NICE)

@@ -13,8 +13,9 @@ records, their canonical form and shape, hash, columns and Ed25519 signature
 — run in ``N`` worker processes, a chunk of records each
 (ledger/record_checks.py), while this process replays the rules in sequence
 order over the chunks already checked: reads, signature checks and the
-replay overlap. Either way the report is the same, naming the first bad
-sequence number.
+replay overlap. The workers run at a lower priority: the replay is the
+critical path. Either way the report is the same, naming the first bad
+sequence number (tests/test_verify_parallel.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ledger.record_checks import (
     Checked,
     check_stored_range,
     check_stored_row,
+    lower_priority,
     read_stored,
     warm_up,
 )
@@ -228,7 +230,9 @@ def checked_in_order(
     is read lazily, as room opens up: a call made late can carry what the replay has
     learnt meanwhile."""
     own = pool is None
-    workers = pool or ProcessPoolExecutor(processes, mp_context=get_context("spawn"))
+    workers = pool or ProcessPoolExecutor(
+        processes, mp_context=get_context("spawn"), initializer=lower_priority
+    )
     pending: deque[Future[list[Checked]]] = deque()
     try:
         if own:  # start them all now, not one per chunk as the first ones come in
@@ -361,25 +365,34 @@ def _expected_rows(state: MemoryState, name: str) -> list[tuple[dict[str, Any], 
     raise AssertionError(f"no replayed rows for projection {name}")
 
 
+def _stored_rows(store: Store, table: Any) -> list[tuple[Any, ...]]:
+    """A projection table's rows as tuples in column order, straight from the driver's
+    cursor (``fetchall`` in C: a third of the time of a row-by-row read at 1M records)."""
+    names = ", ".join(c.name for c in table.columns)
+    with store.engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(f"SELECT {names} FROM {table.name}")
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+    if any(isinstance(c.type, LargeBinary) for c in table.columns):
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
+    return [tuple(r) for r in rows]
+
+
 def _compare_projections(store: Store, state: MemoryState) -> None:
     """Every projection row must equal the one the replayed log gives.
 
-    First the whole table at once (sorted tuples in column order, what
-    :meth:`Store.projection_rows` gives); only a table that differs is compared row by
-    row, to name the first row (by the seq that made it) that differs."""
-    stored = store.projection_rows()
+    First the whole table at once (both sides' tuples in column order, sorted); only a
+    table that differs is compared row by row, to name the first row (by the seq that made
+    it) that differs."""
     for table in PROJECTIONS:
         names = [c.name for c in table.columns]
-        binary = any(isinstance(c.type, LargeBinary) for c in table.columns)
-        have_rows = stored[table.name]
-        if binary:
-            have_rows = [
-                tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
-                for row in have_rows
-            ]
+        have_rows = _stored_rows(store, table)
         want_rows = _expected_tuples(state, table.name, names)
         try:
-            if len(want_rows) == len(have_rows) and sorted(want_rows) == have_rows:
+            if len(want_rows) == len(have_rows) and sorted(want_rows) == sorted(have_rows):
                 continue
         except TypeError:  # None beside a value in equal keys: compare row by row
             pass
