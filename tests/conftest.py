@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import reliability
 from postgres_server import create_database, drop_database, running_postgres
 
 from ledger.database import database_url, migrate
@@ -148,3 +149,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if os.environ.get("CI") and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which is not allowed: {report.longrepr}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller, not a pytest-xdist worker
+        reliability.clear()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A whole, passing run (no paths, no -k) rewrites docs/reliability.md from its tallies."""
+    config = session.config
+    if hasattr(config, "workerinput") or exitstatus != 0:
+        return
+    if config.option.file_or_dir or config.option.keyword or config.option.markexpr:
+        return
+    reliability.render(long_run=bool(os.environ.get("RLEDGER_LONG")))
