@@ -21,6 +21,7 @@ from conftest import fixed_key
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from run_length import examples
 
 from ledger import rules
 from ledger.envelope import parse_envelope
@@ -195,7 +196,7 @@ class CertificateMachine(RuleBasedStateMachine):
 
 
 CertificateMachine.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=examples(40, 300),
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -38,6 +38,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from run_length import examples
 
 from ledger import rules
 from ledger.database import database_url
@@ -579,7 +580,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=100,
+    max_examples=examples(40, 500),
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
