@@ -11,9 +11,10 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from ledger.canonical import parse_canonical
+from ledger.canonical import MAX_SAFE_INTEGER, parse_canonical
 from ledger.errors import RecordRefused
 from ledger.signing import b64url_decode, record_hash
 
@@ -112,12 +113,59 @@ def parse_at(text: str) -> datetime:
 def parse_envelope(data: bytes | str) -> Envelope:
     """Canonical-JSON check, then shape check. Raises :class:`RecordRefused`."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    obj = parse_canonical(raw)
+    try:
+        obj = parse_canonical(raw)
+    except RecordRefused as exc:
+        raise _named(raw, exc) from None
     rid = obj.get("id") if isinstance(obj.get("id"), str) else None
     try:
         return _shape(obj, raw)
     except RecordRefused as exc:
         raise exc.for_record(rid) from None
+
+
+def _named(raw: bytes, exc: RecordRefused) -> RecordRefused:
+    """A refusal of the JSON text (duplicate key, float, integer out of range, not
+    canonical) names the record and, for a number, its field, when a lenient read of
+    the text finds them: the strict parser stops at the first broken rule, before it
+    has read the id (found by tests/test_hostile_records.py: ``mass_g`` of 2^53
+    was refused naming neither the record nor the field)."""
+    try:
+        obj = json.loads(
+            raw, parse_float=Decimal, parse_constant=Decimal
+        )  # repeated names: the last
+    except (ValueError, RecursionError):
+        return exc
+    if not isinstance(obj, dict):
+        return exc
+    rid = obj.get("id")
+    if isinstance(rid, str) and ID_RE.fullmatch(rid):
+        exc.for_record(rid)
+    if exc.path is None and exc.code in ("json.float", "json.integer_range"):
+        exc.path = _bad_number(obj, "")
+    return exc
+
+
+def _bad_number(value: Any, path: str) -> str | None:
+    """The path (``body.inputs[1].mass_g``) of the first float or integer beyond
+    ±(2^53-1) in ``value``, members in canonical (sorted) order; None if there is none."""
+    if isinstance(value, Decimal) or (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    ):
+        return path or None
+    if isinstance(value, dict):
+        for name in sorted(value):
+            found = _bad_number(value[name], f"{path}.{name}" if path else name)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _bad_number(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
 
 
 def checked_envelope(canonical: bytes) -> Envelope:

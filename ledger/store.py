@@ -338,7 +338,6 @@ class Store:
         envs, results = prepared.envs, prepared.results
         if atomic and any(r is not None for r in results):
             return _abort(envs, results)
-        now = now or now_utc()
         try:
             with self._commit_lock:
                 try:
@@ -361,11 +360,17 @@ class Store:
                 "the database refused the write; nothing of this batch was kept; retry it"
             ) from None
 
-    def _commit_locked(self, prepared: Prepared, atomic: bool, now: datetime) -> list[Result]:
+    def _commit_locked(
+        self, prepared: Prepared, atomic: bool, now: datetime | None
+    ) -> list[Result]:
         envs, results, batch = prepared.envs, prepared.results, prepared.batch
-        recorded_at = format_time(now)
         with self._writer() as conn, conn.begin():
             seq = self._lock(conn)
+            # The clock is read under the writer lock, never before it: a batch that read
+            # it and then waited for the lock would be overtaken by later batches, and
+            # recorded_at would go back along seq (verify and import refuse that).
+            now = now or now_utc()
+            recorded_at = format_time(now)
             if seq != self._cache_seq:
                 self._forget()
             state = MemoryState(record_loader=lambda h: self._past_record(conn, h))

@@ -923,5 +923,208 @@ def epcis_import(file: Path, out: Path) -> None:
     click.echo(f"next: rledger submit {out} --key <the actor's key> (--db … or --url …)")
 
 
+@main.command("simulate")
+@click.option("--records", required=True, type=click.IntRange(0), help="Records beyond the setup.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--batch", "batch_size", default=500, show_default=True, type=click.IntRange(1, 5000))
+@DB_OPTION
+@KEYS_OPTION
+@click.option(
+    "--out", default=None, type=click.Path(dir_okay=False, path_type=Path), help="NDJSON file."
+)
+@click.option("--url", default=None, help="Submit over the API at URL (after --setup-only).")
+@click.option(
+    "--tokens",
+    "tokens_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON {org id: token} for --url (see --tokens-out).",
+)
+@click.option("--setup-only", is_flag=True, help="With --db: append only the setup records.")
+@click.option(
+    "--tokens-out",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --db: issue a token per organisation and write them here (mode 0600).",
+)
+def simulate_cmd(
+    records: int,
+    seed: int,
+    batch_size: int,
+    db: str | None,
+    keys_dir: Path | None,
+    out: Path | None,
+    url: str | None,
+    tokens_file: Path | None,
+    setup_only: bool,
+    tokens_out: Path | None,
+) -> None:
+    """Generate a deterministic national network of RECORDS signed records (producers/simulate.py).
+
+    One of: --db (a new ledger: migrates the database, writes the ledger and operator keys
+    like `init`, appends the setup and then every record), --out FILE (NDJSON, one signed
+    {"envelope", "signature"} a line, setup first: `rledger submit` reads it), or --url with
+    --tokens (submits over the API, each organisation's batches with its own token; make the
+    ledger and the token file first with --db … --setup-only --tokens-out FILE).
+    """
+    from producers.simulate import simulate
+
+    if sum(x is not None for x in (db, out, url)) != 1:
+        raise click.UsageError("give exactly one of --db, --out or --url")
+    if url is not None and tokens_file is None:
+        raise click.UsageError(
+            "--url needs --tokens FILE (make it with --db … --setup-only --tokens-out FILE)"
+        )
+    if (setup_only or tokens_out is not None) and db is None:
+        raise click.UsageError("--setup-only and --tokens-out go with --db")
+    sim = simulate(records, seed)
+    if out is not None:
+        _simulate_out(sim, out, batch_size)
+    elif url is not None:
+        assert tokens_file is not None
+        _simulate_http(sim, url, tokens_file, batch_size)
+    else:
+        _simulate_db(sim, db, keys_dir, batch_size, setup_only, tokens_out)
+
+
+def _simulate_db(
+    sim: Any,
+    db: str | None,
+    keys_dir: Path | None,
+    batch_size: int,
+    setup_only: bool,
+    tokens_out: Path | None,
+) -> None:
+    from collections import deque
+
+    url = database_url(db)
+    keys_dir = keys_dir or default_keys_dir(url)
+    for name in ("ledger.key", "operator.key"):
+        if (keys_dir / name).exists():
+            raise click.ClickException(f"{keys_dir / name} exists; choose another --keys directory")
+    if tokens_out is not None and tokens_out.exists():
+        raise click.ClickException(f"{tokens_out} exists; choose another --tokens-out file")
+    migrate(url)
+    store = Store.open(url)
+    try:
+        if store.last_seq() > 0:
+            raise click.ClickException(
+                f"{_safe(url)} already holds a ledger; simulate needs a new one (nothing changed)"
+            )
+        sim.write_keys(keys_dir)
+        for start in range(0, len(sim.setup), batch_size):  # 6,800 records at 1,000,000
+            chunk = sim.setup[start : start + batch_size]
+            _check_simulated(store.append(chunk), chunk, "setup", start)
+        written = 0
+        if not setup_only:
+            sent: deque[Any] = deque()
+
+            def feed() -> Any:
+                for batch in sim.chunks(batch_size):
+                    sent.append(batch)
+                    yield batch.records
+
+            with tqdm(total=sim.records, unit="rec", disable=None, file=sys.stderr) as bar:
+                for results in store.append_stream(feed()):
+                    batch = sent.popleft()
+                    _check_simulated(results, batch.records, "a batch", written)
+                    written += len(results)
+                    bar.update(len(results))
+        if tokens_out is not None:
+            tokens = {o.id: issue_token(store.engine, o.id, label="simulate") for o in sim.orgs}
+            _write_secret_json(tokens_out, tokens)
+    finally:
+        store.close()
+    click.echo(
+        f"{written} records (+{len(sim.setup)} setup) from {len(sim.orgs)} organisations "
+        f"appended to {_safe(url)}; keys in {keys_dir}"
+        + (f"; tokens in {tokens_out}" if tokens_out is not None else "")
+    )
+
+
+def _check_simulated(results: list[Any], batch: list[Any], what: str, before: int = 0) -> None:
+    for i, (result, rec) in enumerate(zip(results, batch, strict=True)):
+        if not isinstance(result, Appended):
+            record_id = json.loads(rec.envelope)["id"]
+            raise click.ClickException(
+                f"{what}: record {record_id} (the {before + i + 1}th) was refused: {result}; "
+                "the batches before it are written — simulate into a new, empty ledger"
+            )
+
+
+def _write_secret_json(path: Path, value: Any) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.chmod(path, 0o600)
+
+
+def _simulate_out(sim: Any, out: Path, batch_size: int) -> None:
+    with (
+        out.open("w", encoding="utf-8") as f,
+        tqdm(total=sim.records, unit="rec", disable=None, file=sys.stderr) as bar,
+    ):
+        for rec in sim.setup:
+            f.write(json.dumps({"envelope": rec.envelope, "signature": rec.signature}) + "\n")
+        for batch in sim.batches(batch_size):
+            for rec in batch.records:
+                f.write(json.dumps({"envelope": rec.envelope, "signature": rec.signature}) + "\n")
+            bar.update(len(batch.records))
+    click.echo(f"{len(sim.setup)} setup + {sim.records} records -> {out}")
+
+
+def _simulate_http(sim: Any, url: str, tokens_file: Path, batch_size: int) -> None:
+    import httpx
+
+    from producers.client import ClientError, LedgerClient
+    from producers.results import Recorded
+
+    try:
+        tokens = json.loads(tokens_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{tokens_file}: not a JSON object of tokens ({exc})") from None
+    if not isinstance(tokens, dict):
+        raise click.ClickException(f"{tokens_file}: not a JSON object {{org id: token}}")
+    missing = sorted({o.id for o in sim.orgs} - set(tokens))
+    if missing:
+        raise click.ClickException(
+            f"{tokens_file} has no token for {missing[0]} (and {len(missing) - 1} more); make "
+            "the file with `rledger simulate --db … --setup-only --tokens-out FILE` and the "
+            "same --records and --seed"
+        )
+    sent = existing = 0
+    with (
+        httpx.Client(timeout=120.0) as http,
+        tqdm(total=sim.records, unit="rec", disable=None, file=sys.stderr) as bar,
+    ):
+        clients: dict[str, LedgerClient] = {}
+        for batch in sim.batches(batch_size):
+            client = clients.get(batch.org)
+            if client is None:
+                client = clients[batch.org] = LedgerClient(url, tokens[batch.org], client=http)
+            try:
+                results = client.submit(batch.records, batch_size=len(batch.records))
+            except ClientError as exc:
+                raise click.ClickException(
+                    f"{exc} (after {sent} records were stored); submitting again is safe: "
+                    "stored records answer as already stored"
+                ) from None
+            for i, (result, digest) in enumerate(zip(results, batch.hashes, strict=True)):
+                if not isinstance(result, Recorded) or result.hash != digest:
+                    raise click.ClickException(
+                        f"a batch of {batch.org}: its record {i + 1} was not recorded: {result}; "
+                        f"{sent} records before it were stored (was the setup appended with "
+                        "--db … --setup-only?)"
+                    )
+                existing += result.existing
+            sent += len(results)
+            bar.update(len(results))
+    click.echo(
+        f"{sent} records submitted to {url}"
+        + (f" ({existing} were already stored)" if existing else "")
+    )
+
+
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ def write_private_key(path: Path, key: Ed25519PrivateKey | None = None) -> Ed255
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     # O_EXCL: never overwrite a key; the mode is set at creation, never widened.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -26,6 +26,23 @@ def write_private_key(path: Path, key: Ed25519PrivateKey | None = None) -> Ed255
     os.chmod(path, 0o600)
     public_path(path).write_text(b64url_encode(public_key_bytes(key.public_key())) + "\n")
     return key
+
+
+def make_private_dir(directory: Path) -> None:
+    """Create ``directory`` and any missing parents with mode 0700 (owner only). A directory
+    that already exists is left as it is: it may be the caller's own, e.g. the working
+    directory of `rledger keygen --out k.key`."""
+    missing: list[Path] = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)  # narrowed further by the umask, never widened
+        except FileExistsError:  # made meanwhile by another process: theirs to set
+            continue
+        os.chmod(d, 0o700)
 
 
 def public_path(path: Path) -> Path:

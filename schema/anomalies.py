@@ -10,6 +10,7 @@ from typing import Annotated
 import strawberry
 
 from ledger import anomalies as ledger_anomalies
+from schema.loaders import BadArgument
 from schema.types import Info
 
 
@@ -41,6 +42,9 @@ class Anomaly:
         )
 
 
+MAX_TRANSIT_DAYS = 36_500
+
+
 async def anomalies(
     info: Info,
     from_: Annotated[
@@ -56,6 +60,13 @@ async def anomalies(
         strawberry.argument(description="Days in transit before a lot is flagged (default 14)."),
     ] = None,
 ) -> list[Anomaly] | None:
+    if transit_days is not None and transit_days > MAX_TRANSIT_DAYS:
+        # now - transitDays left the calendar (year 1) and overflowed: INTERNAL, found by
+        # tests/test_hostile_graphql.py (tests/test_bug_transit_days_overflow.py).
+        raise BadArgument(
+            "transitDays",
+            f"transitDays may be at most {MAX_TRANSIT_DAYS} (a century), got {transit_days}",
+        )
     loaders = info.context.loaders
     found = await loaders.read(
         ledger_anomalies.anomalies,

@@ -9,7 +9,9 @@ the contract's code and HTTP status, schema/errors.py):
 2. ``Content-Length`` over ``max_body_bytes``: 413 REQUEST_TOO_LARGE, before
    anything else is read.
 3. ``Authorization: Bearer <token>`` → a :class:`ledger.access.Viewer`
-   (schema/auth.py): 401 UNAUTHENTICATED, or 503 if the database is down.
+   (schema/auth.py): 401 UNAUTHENTICATED, or 503 if the database is down;
+   then the token's request rate (schema/rate_limit.py, when the app has a
+   limit; ``rledger serve`` does by default): 429 RATE_LIMITED with Retry-After.
 4. The body, counted as it streams in (413 as soon as it passes the limit,
    whatever Content-Length claimed), decoded as ``{"query", "variables"?,
    "operationName"?}`` (400 BAD_REQUEST otherwise). GET takes the same three
@@ -51,11 +53,14 @@ from strawberry.types.graphql import OperationType
 from ledger.database import database_url
 from ledger.merkle_log import Checkpointer, checkpoint_if_grown
 from ledger.store import Store
-from schema.auth import Authenticator
+from schema import log_redaction
+from schema.auth import Authenticator, bearer_token
 from schema.context import Context
 from schema.errors import ApiError, error_body, http_status, internal
 from schema.graphiql import STATIC_DIR, STATIC_PATH, graphiql_html
+from schema.ingest_plan import Plans
 from schema.limits import Limits
+from schema.rate_limit import RateLimit, RateLimited, RateLimiter
 from schema.root import schema
 
 GRAPHIQL_HTML = graphiql_html()
@@ -92,8 +97,14 @@ class GraphQLEndpoint:
         *,
         graphiql: bool,
         checkpointer: Checkpointer | None = None,
+        rate_limiter: RateLimiter | None = None,
+        ingest_plans: bool = True,
     ) -> None:
         self.store = store
+        # recordEvents in its plain shape, without per-record GraphQL execution
+        # (schema/ingest_plan.py): the same answers, key for key.
+        self.plans = Plans(schema._schema, limits) if ingest_plans else None
+        self.rate_limiter = rate_limiter
         self.limits = limits
         self.authenticator = authenticator
         self.graphiql = graphiql
@@ -106,7 +117,10 @@ class GraphQLEndpoint:
                     return HTMLResponse(GRAPHIQL_HTML)
                 raise ApiError("BAD_REQUEST", "GraphiQL is turned off; POST queries to /graphql")
             self._check_declared_size(request)
-            viewer = await self.authenticator.viewer(request.headers.get("authorization"))
+            authorization = request.headers.get("authorization")
+            viewer = await self.authenticator.viewer(authorization)
+            if self.rate_limiter is not None:  # per token, after authentication
+                self.rate_limiter.check(bearer_token(authorization))
             operation = await self._read_operation(request)
             context = Context.for_viewer(
                 self.store,
@@ -115,6 +129,14 @@ class GraphQLEndpoint:
                 limits=self.limits,
                 checkpointer=self.checkpointer,
             )
+            if request.method == "POST" and self.plans is not None:
+                plan = self.plans.get(operation.query, operation.operation_name)
+                if plan is not None:
+                    planned = await plan.run(
+                        context, operation.query, operation.operation_name, operation.variables
+                    )
+                    if planned is not None:
+                        return _result_response(planned)
             result = await schema.execute(
                 operation.query,
                 variable_values=operation.variables,
@@ -209,7 +231,10 @@ def _result_response(result: ExecutionResult) -> Response:
 
 
 def _error_response(error: ApiError) -> Response:
-    return JSONResponse(error_body(error), status_code=error.status, headers=_headers(error.status))
+    headers = _headers(error.status)
+    if isinstance(error, RateLimited):
+        headers = error.headers()
+    return JSONResponse(error_body(error), status_code=error.status, headers=headers)
 
 
 def _headers(status: int) -> dict[str, str]:
@@ -229,19 +254,31 @@ def create_app(
     close_store: bool = False,
     checkpointer: Checkpointer | None = None,
     checkpoint_every: float | None = None,
+    rate_limit: RateLimit | None = None,
+    ingest_plans: bool = True,
 ) -> Starlette:
     """The API over ``store``. ``token_ttl``: seconds a token check is cached
     (revocation takes effect within it; schema/auth.py). ``close_store``: close
     the store when the app shuts down (for a store the app opened itself).
     ``checkpointer``: signs checkpoints with the ledger key, on demand (the
     ``checkpoint`` query) and, with ``checkpoint_every`` seconds, on a schedule
-    while the app runs (only when the log has grown; ledger/merkle_log.py)."""
+    while the app runs (only when the log has grown; ledger/merkle_log.py).
+    ``rate_limit``: requests a second per API token (schema/rate_limit.py); None: no limit.
+    ``ingest_plans``: answer plain ``recordEvents`` requests without per-record GraphQL
+    execution (schema/ingest_plan.py; False: every request the full way, for tests)."""
+    log_redaction.install()  # no query strings or tokens in the logs (schema/log_redaction.py)
     limits = limits or Limits()
     authenticator = (
         Authenticator(store) if token_ttl is None else Authenticator(store, ttl=token_ttl)
     )
     endpoint = GraphQLEndpoint(
-        store, limits, authenticator, graphiql=graphiql, checkpointer=checkpointer
+        store,
+        limits,
+        authenticator,
+        graphiql=graphiql,
+        checkpointer=checkpointer,
+        rate_limiter=RateLimiter(rate_limit) if rate_limit is not None else None,
+        ingest_plans=ingest_plans,
     )
 
     async def health(_request: Request) -> Response:
@@ -294,7 +331,16 @@ def create_app_from_env() -> Starlette:
     ``RLEDGER_GRAPHIQL=0`` turns the GraphiQL page off. ``RLEDGER_LEDGER_KEY``: the
     ledger's private key file (PEM), to sign checkpoints on demand and every
     ``RLEDGER_CHECKPOINT_EVERY`` seconds (default 60; 0: only on demand);
-    ``RLEDGER_ORIGIN``: the log's name in them (default: see ledger/merkle_log.py)."""
+    ``RLEDGER_ORIGIN``: the log's name in them (default: see ledger/merkle_log.py).
+    ``RLEDGER_RATE_LIMIT`` / ``RLEDGER_RATE_BURST``: requests a second per API token and
+    the burst (default 100 and 200; ``RLEDGER_RATE_LIMIT=0`` turns it off;
+    schema/rate_limit.py). ``RLEDGER_TOKEN_TTL``: seconds a good token is cached per
+    process (default 5; 0: every request asks the database, so a revoked token is refused
+    at once; schema/auth.py). ``RLEDGER_INGEST_PLANS=0``: answer every ``recordEvents``
+    through graphql-core's full execution (schema/ingest_plan.py; the answers are the
+    same, only slower)."""
+    rate_limit = RateLimit.from_env()  # a bad setting fails before the store opens
+    token_ttl = _seconds("RLEDGER_TOKEN_TTL")
     processes = int(os.environ.get("RLEDGER_VERIFY_PROCESSES", "1"))
     store = Store.open(database_url(os.environ.get("RLEDGER_DB")), verify_processes=processes)
     graphiql = os.environ.get("RLEDGER_GRAPHIQL", "1") not in ("0", "false", "no")
@@ -310,4 +356,21 @@ def create_app_from_env() -> Starlette:
         close_store=True,
         checkpointer=checkpointer,
         checkpoint_every=every or None,
+        rate_limit=rate_limit,
+        token_ttl=token_ttl,
+        ingest_plans=os.environ.get("RLEDGER_INGEST_PLANS", "1") not in ("0", "false", "no"),
     )
+
+
+def _seconds(name: str) -> float | None:
+    """A non-negative number of seconds from the environment variable ``name``, or None."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):
+        raise ValueError(f"{name}={text!r}: set it to a number of seconds (0 or more)")
+    return value

@@ -12,6 +12,7 @@ HTTP  code                                                      retryable
 400   BAD_REQUEST (body not a JSON object with a query, …)      no
 400   GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED           no
 400   QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_TOKENS         no
+400   QUERY_TOO_COSTLY (fields with every page full, limits.py) no
 400   BATCH_TOO_LARGE                                           no
 400   BAD_USER_INPUT (a read argument out of range; names it)   no
 503   OVERLOADED, STORE_UNAVAILABLE (header Retry-After: 1)     yes
@@ -47,6 +48,7 @@ STATUS: dict[str, int] = {
     "GRAPHQL_VALIDATION_FAILED": 400,
     "QUERY_TOO_DEEP": 400,
     "TOO_MANY_ALIASES": 400,
+    "QUERY_TOO_COSTLY": 400,
     "TOO_MANY_TOKENS": 400,
     "BATCH_TOO_LARGE": 400,
     "BAD_USER_INPUT": 400,

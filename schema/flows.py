@@ -16,7 +16,7 @@ import strawberry
 
 from ledger import flows
 from schema.scalars import Grams
-from schema.types import Info
+from schema.types import Info, material_filter
 
 BP_PER_PERCENT = 100
 
@@ -148,7 +148,7 @@ async def material_flows(
     group_by: FlowGroupBy = FlowGroupBy.STAGE,
 ) -> MaterialFlows:
     loaders = info.context.loaders
-    where = flows.FlowFilter(start=from_, end=to, material=material, region=region)
+    where = flows.FlowFilter(start=from_, end=to, material=material_filter(material), region=region)
     found = await loaders.read(
         flows.material_flows, loaders.scope, where, flows.GroupBy(group_by.value)
     )

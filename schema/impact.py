@@ -15,7 +15,7 @@ import strawberry
 from ledger import emissions, plan_targets
 from ledger.flows import FlowFilter
 from schema.scalars import Grams
-from schema.types import Info
+from schema.types import Info, material_filter
 
 BP_PER_PERCENT = 100
 METHOD_TEXT = (
@@ -163,7 +163,7 @@ async def avoided_emissions(
     ] = None,
 ) -> AvoidedEmissions:
     loaders = info.context.loaders
-    where = FlowFilter(start=from_, end=to, material=material, region=region)
+    where = FlowFilter(start=from_, end=to, material=material_filter(material), region=region)
     found = await loaders.read(emissions.avoided_emissions, loaders.scope, where)
     return AvoidedEmissions.of(found)
 

@@ -1,7 +1,9 @@
 """Limits on what one request may ask (DESIGN.md "The API": depth, aliases, tokens).
 
 Each limit answers with its own code (schema/errors.py): QUERY_TOO_DEEP,
-TOO_MANY_ALIASES, TOO_MANY_TOKENS, BATCH_TOO_LARGE, REQUEST_TOO_LARGE.
+TOO_MANY_ALIASES, QUERY_TOO_COSTLY, TOO_MANY_TOKENS, BATCH_TOO_LARGE,
+REQUEST_TOO_LARGE.
+A request whose text is not Unicode (a lone surrogate) is BAD_REQUEST.
 
 Where each one is checked:
 
@@ -11,11 +13,31 @@ Where each one is checked:
   ``max_query_chars`` (so the parse and validation caches below hold at most
   128 bounded texts) and has graphql-core's parser stop after ``max_tokens``
   tokens (``parse(max_tokens=...)``; comments count too);
-- depth and aliases: two validation rules, :class:`DepthRule` and
-  :class:`AliasRule`; introspection, which they skip, is bounded by
+- depth, aliases and cost: three validation rules, :class:`DepthRule`,
+  :class:`AliasRule` and :class:`CostRule`; introspection, which they skip, is bounded by
   graphql-core's ``MaxIntrospectionDepthRule`` (one of its specified rules:
   ``__schema { types { fields { type { fields … } } } }`` would otherwise
   grow with the schema's size at each level), its error coded QUERY_TOO_DEEP;
+- cost (:class:`CostRule`): the fields a query may return, counted as if every
+  page came back full: a field costs 1 plus its selection's cost times its
+  page size (``first``: its literal value, at most ``MAX_PAGE``; ``MAX_PAGE``
+  when it is a variable, which validation cannot see; ``DEFAULT_PAGE`` when
+  absent; 1 for a field without ``first``). Thirty aliased
+  ``lots(first: 500)`` pages of 20 fields each passed the depth and alias
+  limits and took 15-70 s and 180 MB (found by tests/test_query_limits.py);
+  they cost 360,000 against ``max_cost`` 50,000 (one such page: 12,000).
+  Lists without ``first`` are bounded by their own caps (heads 5,000 lots,
+  lineage 5,000 lots) and counted once;
+- variables: :class:`QueryLimits` counts their JSON values (every list
+  item, object member and scalar) and refuses more than
+  ``max_variable_values`` (REQUEST_TOO_LARGE) before graphql-core coerces
+  them: coercion costs about 10 µs a value, so the 1,000,000-item list a
+  16 MiB body holds took 7-15 s of CPU before its resolver said no (found by
+  tests/test_query_limits.py). The same walk refuses a string or member name
+  holding a lone UTF-16 surrogate (``"\\ud800"`` is valid JSON but not
+  Unicode text; I-JSON, RFC 7493 §2.1, forbids it): neither the database
+  drivers nor the UTF-8 response could encode it, and it came back as a 500
+  (tests/test_bug_lone_surrogate_in_request.py);
 - batch size: the ``recordEvents`` resolver (schema/mutations.py).
 
 Why our own two rules rather than strawberry's ``QueryDepthLimiter`` and
@@ -38,6 +60,7 @@ request with the same limits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -49,6 +72,8 @@ from graphql import (
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
+    IntValueNode,
+    NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
 )
@@ -61,6 +86,7 @@ from graphql.validation import (
 from graphql.validation.rules.max_introspection_depth_rule import MaxIntrospectionDepthRule
 from strawberry.extensions import SchemaExtension
 
+from ledger.queries import DEFAULT_PAGE, MAX_PAGE
 from ledger.store import MAX_BATCH
 from schema.errors import ApiError
 
@@ -71,10 +97,13 @@ class Limits:
 
     max_depth: int = 12  # nested field levels below the root (introspection fields excepted)
     max_aliases: int = 30  # aliased fields in the document, counted once per use
+    max_cost: int = 50_000  # fields a query may return with every page full (CostRule)
     max_tokens: int = 10_000  # GraphQL tokens in the query text, comments included
     max_query_chars: int = 256 * 1024  # query text length (pass big inputs as variables)
     max_body_bytes: int = 16 * 1024 * 1024  # HTTP request body
     max_batch: int = MAX_BATCH  # events in one recordEvents call
+    # JSON values in the variables: a full batch (5,000 events of two strings) is 15,001
+    max_variable_values: int = 50_000
 
     def __post_init__(self) -> None:
         if self.max_batch > MAX_BATCH:
@@ -158,6 +187,39 @@ class _Aliases(_FragmentWalk):
         return total
 
 
+class _Cost(_FragmentWalk):
+    def measure(self, selection_set: SelectionSetNode) -> int:
+        """Fields this selection set may return, every page full."""
+        total = 0
+        for node in selection_set.selections:
+            if isinstance(node, FieldNode):
+                below = self.measure(node.selection_set) if node.selection_set else 0
+                total += 1 + _page_size(node) * below
+            elif isinstance(node, InlineFragmentNode):
+                total += self.measure(node.selection_set)
+            else:
+                assert isinstance(node, FragmentSpreadNode)
+                total += self.spread(node)
+        return total
+
+
+def _page_size(node: FieldNode) -> int:
+    """How many items a field's ``first`` argument may bring back (1 without one)."""
+    for arg in node.arguments or ():
+        if arg.name.value != "first":
+            continue
+        if isinstance(arg.value, IntValueNode):
+            return max(0, min(int(arg.value.value), MAX_PAGE))
+        if isinstance(arg.value, NullValueNode):
+            return DEFAULT_PAGE
+        return MAX_PAGE  # a variable: its value is not known when the query is validated
+    return DEFAULT_PAGE if node.name.value in PAGED_FIELDS else 1
+
+
+# Fields with a ``first`` argument (default DEFAULT_PAGE, at most MAX_PAGE; ledger/queries.py).
+PAGED_FIELDS = frozenset({"lots", "events", "refusals", "records"})
+
+
 class DepthRule(ValidationRule):
     """QUERY_TOO_DEEP: an operation nests fields more than ``max_depth`` levels."""
 
@@ -210,6 +272,33 @@ class AliasRule(ValidationRule):
             )
 
 
+class CostRule(ValidationRule):
+    """QUERY_TOO_COSTLY: the document may return more than ``max_cost`` fields."""
+
+    max_cost: ClassVar[int]
+
+    def enter_document(self, *_args: Any) -> None:
+        walk = _Cost(_fragments(self.context))
+        try:
+            total = sum(
+                walk.measure(op.selection_set)
+                for op in self.context.document.definitions
+                if isinstance(op, OperationDefinitionNode)
+            )
+        except RecursionError:
+            total = self.max_cost + 1
+        if total > self.max_cost:
+            self.report_error(
+                GraphQLError(
+                    f"the document may return {total} fields, counting every page as full "
+                    f"(first, or {DEFAULT_PAGE} when it is left out); at most {self.max_cost} "
+                    "are allowed: ask for fewer fields, smaller pages (first: ...) or fewer "
+                    "aliased lists, and page on with after",
+                    extensions={"code": "QUERY_TOO_COSTLY"},
+                )
+            )
+
+
 class IntrospectionDepthRule(MaxIntrospectionDepthRule):
     """graphql-core's recommended rule, its error tagged QUERY_TOO_DEEP."""
 
@@ -227,10 +316,11 @@ class IntrospectionDepthRule(MaxIntrospectionDepthRule):
 
 @cache
 def limit_rules(limits: Limits) -> tuple[type[ASTValidationRule], ...]:
-    """The depth and alias rules for these limits: the same classes on every call."""
+    """The depth, alias and cost rules for these limits: the same classes on every call."""
     depth = type("DepthRule", (DepthRule,), {"max_depth": limits.max_depth})
     aliases = type("AliasRule", (AliasRule,), {"max_aliases": limits.max_aliases})
-    return (depth, aliases)
+    cost = type("CostRule", (CostRule,), {"max_cost": limits.max_cost})
+    return (depth, aliases, cost)
 
 
 @cache
@@ -267,9 +357,65 @@ class QueryLimits(SchemaExtension):
                 f"{limits.max_query_chars} are allowed: pass large inputs (such as a batch "
                 "of events) as variables, not inline in the query",
             )
+        check_request_text(query, ctx.operation_name, ctx.variables, limits)
         ctx.parse_options["max_tokens"] = limits.max_tokens
         ctx.validation_rules = validation_rules(limits)
         yield
+
+
+# A UTF-16 surrogate code point: in a str decoded from JSON it is always a lone one
+# (json.loads joins an escaped pair into one code point).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_request_text(
+    query: str, operation_name: str | None, variables: dict[str, Any] | None, limits: Limits
+) -> None:
+    """Refuse variables with more than ``limits.max_variable_values`` JSON values
+    (REQUEST_TOO_LARGE), and a lone surrogate in the query, the operation name or
+    any string or member name of the variables (BAD_REQUEST, naming where).
+
+    The walk stops at the limit, so it costs at most that many steps whatever
+    the body holds; it runs before graphql-core coerces the variables."""
+    if _SURROGATE.search(query):
+        raise _not_unicode("the query")
+    if operation_name is not None and _SURROGATE.search(operation_name):
+        raise _not_unicode("operationName")
+    if not variables:
+        return
+    budget = limits.max_variable_values  # members and items, at every level
+    stack: list[tuple[str, Any]] = [("variables", variables)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise _not_unicode(path)
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        budget -= len(value)  # counted before the members are looked at
+        if budget < 0:
+            raise ApiError(
+                "REQUEST_TOO_LARGE",
+                f"the variables hold more than {limits.max_variable_values} values (list "
+                "items, object members and scalars, counted together): send at most "
+                f"{limits.max_batch} events per recordEvents call, and split long lists",
+            )
+        if isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+            continue
+        for name, member in value.items():
+            if _SURROGATE.search(name):
+                raise _not_unicode(f"a member name in {path}")
+            stack.append((f"{path}.{name[:64]}", member))
+
+
+def _not_unicode(where: str) -> ApiError:
+    return ApiError(
+        "BAD_REQUEST",
+        f"{where} holds a lone UTF-16 surrogate (an escape such as \\ud800 without its "
+        "pair), which is not Unicode text (I-JSON, RFC 7493 §2.1): send valid UTF-8",
+    )
 
 
 DEFAULT_LIMITS = Limits()

@@ -19,10 +19,13 @@ each with a message that names the scalar and says what is expected.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, NewType
 
 import strawberry
 from graphql import IntValueNode, ValueNode
+from strawberry.exceptions import StrawberryInputCoercionError
+from strawberry.schema.types.base_scalars import DateTimeDefinition
 from strawberry.types.scalar import ScalarDefinition
 
 Grams = NewType("Grams", int)
@@ -59,9 +62,16 @@ def _literal(name: str, low: int, high: int) -> Callable[..., int]:
     """Literals written in the query text: only an integer literal is accepted."""
 
     def parse_literal(node: ValueNode, _variables: dict[str, Any] | None = None) -> int:
+        # A GraphQLError (strawberry's coercion error), not a ValueError: graphql-core
+        # passes it on as the client's validation error, while a ValueError from a
+        # literal surfaced as INTERNAL (found by tests/test_hostile_graphql.py;
+        # tests/test_bug_scalar_literals_were_internal.py).
         if not isinstance(node, IntValueNode):
-            raise ValueError(f"{name} must be an integer literal, e.g. 1500")
-        return _integer(name, int(node.value), low, high)
+            raise StrawberryInputCoercionError(f"{name} must be an integer literal, e.g. 1500")
+        try:
+            return _integer(name, int(node.value), low, high)
+        except ValueError as exc:
+            raise StrawberryInputCoercionError(str(exc)) from None
 
     return parse_literal
 
@@ -98,4 +108,31 @@ LONG: ScalarDefinition = strawberry.scalar(
     parse_literal=_literal("Long", -MAX_SAFE, MAX_SAFE),
 )
 
-SCALAR_MAP: dict[object, ScalarDefinition] = {Grams: GRAMS, Long: LONG}
+
+def parse_datetime(value: object) -> datetime:
+    """strawberry's DateTime parser (ISO 8601, dateutil), and a time with an offset
+    must lie within years 1-9999 once in UTC: ``0001-01-01T00:00:00+01:00`` parsed,
+    then overflowed where a filter converts it to UTC (an INTERNAL error, found by
+    tests/test_hostile_graphql.py; tests/test_bug_datetime_beyond_utc_range.py)."""
+    try:
+        parsed = DateTimeDefinition.parse_value(value)  # type: ignore[misc]
+        assert isinstance(parsed, datetime)
+        if parsed.utcoffset() is not None:
+            parsed.astimezone(UTC)
+    except (OverflowError, ValueError, StrawberryInputCoercionError):
+        raise StrawberryInputCoercionError(
+            f"DateTime {str(value)[:40]!r} lies outside years 1-9999 once in UTC, or is not "
+            "a date and time: give e.g. 2026-11-20T08:15:00Z"
+        ) from None
+    return parsed
+
+
+# The same name and description as strawberry's DateTime: schema.graphql is unchanged.
+DATETIME: ScalarDefinition = strawberry.scalar(
+    name="DateTime",
+    description=DateTimeDefinition.description,
+    serialize=datetime.isoformat,
+    parse_value=parse_datetime,
+)
+
+SCALAR_MAP: dict[object, ScalarDefinition] = {Grams: GRAMS, Long: LONG, datetime: DATETIME}

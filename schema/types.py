@@ -390,6 +390,23 @@ class LotConnection:
         )
 
 
+MAX_MATERIAL = 64  # a material code's length at most (ledger/envelope.py, body.material)
+
+
+def material_filter(material: str | None, argument: str = "material") -> str | None:
+    """A material code or family/grade prefix to filter by; BAD_USER_INPUT when it is
+    longer than any code. Found by tests/test_hostile_graphql.py: SQLite refuses a
+    LIKE pattern over 50,000 bytes (SQLITE_MAX_LIKE_PATTERN_LENGTH), and that came
+    back as a retryable STORE_UNAVAILABLE (tests/test_bug_overlong_material_filter.py)."""
+    if material is not None and len(material) > MAX_MATERIAL:
+        raise BadArgument(
+            argument,
+            f"{argument} is {len(material)} characters long; a material code has at most "
+            f"{MAX_MATERIAL}: give a code or a family prefix such as steel or steel.hms1",
+        )
+    return material
+
+
 @strawberry.input(description="Lots matching every given field.")
 class LotFilter:
     material: str | None = strawberry.field(
@@ -417,7 +434,7 @@ class LotFilter:
 
     def to_ledger(self) -> queries.LotFilter:
         return queries.LotFilter(
-            material=self.material,
+            material=material_filter(self.material, "filter.material"),
             custodian=self.custodian,
             status=self.status,
             region=self.region,
