@@ -88,7 +88,10 @@ class Lot:
         return self.status not in NOT_HELD
 
     def snapshot(self) -> str:
-        """This state as a compact JSON array (every field but ``prev``): the next version's ``prev``."""
+        """This state as a compact JSON array (every field but ``prev``): the next version's ``prev``.
+
+        Keys sorted: the same lot must give the same text whether its dicts were built by
+        the rules or read back from the database (tests/test_bug_snapshot_key_order.py)."""
         return json.dumps(
             [
                 self.id,
@@ -114,6 +117,7 @@ class Lot:
                 self.recoded,
             ],
             separators=(",", ":"),
+            sort_keys=True,
         )
 
     @staticmethod

@@ -15,6 +15,7 @@ HTTP  code                                                      retryable
 400   QUERY_TOO_COSTLY (fields with every page full, limits.py) no
 400   BATCH_TOO_LARGE                                           no
 400   BAD_USER_INPUT (a read argument out of range; names it)   no
+429   RATE_LIMITED (per token; Retry-After; rate_limit.py)      yes
 503   OVERLOADED, STORE_UNAVAILABLE (header Retry-After: 1)     yes
 500   INTERNAL ("internal error; reference <id>")               yes
 ====  ========================================================  =========
@@ -52,11 +53,12 @@ STATUS: dict[str, int] = {
     "TOO_MANY_TOKENS": 400,
     "BATCH_TOO_LARGE": 400,
     "BAD_USER_INPUT": 400,
+    "RATE_LIMITED": 429,
     "OVERLOADED": 503,
     "STORE_UNAVAILABLE": 503,
     "INTERNAL": 500,
 }
-RETRYABLE = frozenset({"OVERLOADED", "STORE_UNAVAILABLE", "INTERNAL"})
+RETRYABLE = frozenset({"RATE_LIMITED", "OVERLOADED", "STORE_UNAVAILABLE", "INTERNAL"})
 
 # graphql-core's wording when parse(max_tokens=...) stops, and when a document
 # nests deeper than the parser's recursion allows (pinned by tests).

@@ -140,10 +140,10 @@ def refresh(path: Path) -> None:
         present = set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+    migrate(url)  # to the head (a no-op when it is there; 0007 rewrites lot snapshots)
     if {t.name for t in PROJECTIONS} <= present:
         return
-    print("  the file predates a migration: migrating and rebuilding its projections ...")
-    migrate(url)
+    print("  the file predates a migration that added a projection: rebuilding them ...")
     store = Store.open(url, verify_threads=1)
     try:
         rebuild(store)
