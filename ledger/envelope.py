@@ -129,7 +129,8 @@ def _named(raw: bytes, exc: RecordRefused) -> RecordRefused:
     canonical) names the record and, for a number, its field, when a lenient read of
     the text finds them: the strict parser stops at the first broken rule, before it
     has read the id (found by tests/test_hostile_records.py: ``mass_g`` of 2^53
-    was refused naming neither the record nor the field)."""
+    was refused naming neither the record nor the field;
+    tests/test_bug_json_refusal_names_record.py)."""
     try:
         obj = json.loads(
             raw, parse_float=Decimal, parse_constant=Decimal

@@ -441,7 +441,15 @@ def _report(results: list[Any], labels: list[str]) -> None:
 @DB_OPTION
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int, envvar="RLEDGER_PORT")
-@click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes (uvicorn workers). Their appends take the database's one writer "
+    "lock in turn; a batch that waits too long is answered 503 OVERLOADED, safe to retry "
+    "(docs/adr/0002-single-sequencer.md).",
+)
 @click.option(
     "--verify-processes",
     default=1,
@@ -962,8 +970,8 @@ def simulate_cmd(
     """Generate a deterministic national network of RECORDS signed records (producers/simulate.py).
 
     One of: --db (a new ledger: migrates the database, writes the ledger and operator keys
-    like `init`, appends the setup and then every record), --out FILE (NDJSON, one signed
-    {"envelope", "signature"} a line, setup first: `rledger submit` reads it), or --url with
+    like `init`, appends the setup and then every record), --out FILE (NDJSON, setup first, one
+    signed {"envelope", "signature"} a line, as `rledger submit` reads signed lines), or --url with
     --tokens (submits over the API, each organisation's batches with its own token; make the
     ledger and the token file first with --db … --setup-only --tokens-out FILE).
     """

@@ -61,15 +61,19 @@ from graphql import (
 )
 from strawberry.types import ExecutionResult
 
+import schema.mutations as mutations
 from ledger.errors import RecordRefused
 from ledger.store import Appended, Result, Signed
 from schema.context import Context
 from schema.errors import ApiError, coded_errors
 from schema.limits import Limits, check_request_text, validation_rules
-import schema.mutations as mutations
 from schema.scalars import serialize_long
 
 MAX_PLANS = 64  # distinct documents remembered (plans and refusals alike)
+# The fields a plan can answer; a field added to either type goes the full way until
+# it is added here (tests/test_ingest_plan.py compares these with the schema).
+RECORDED_FIELDS = frozenset({"__typename", "id", "hash", "seq", "existing"})
+REJECTED_FIELDS = frozenset({"__typename", "id", "code", "message", "path"})
 
 
 class _NotPlain(Exception):
@@ -231,14 +235,20 @@ def _plan(definitions: Sequence[Any], operation_name: str | None) -> IngestPlan:
     if args or len(declared) != 1 + isinstance(atomic, str) or field.selection_set is None:
         raise _NotPlain
     selections = field.selection_set.selections
+    recorded = _collect(selections, "Recorded", {})
+    rejected = _collect(selections, "Rejected", {})
+    if not (
+        set(recorded.values()) <= RECORDED_FIELDS and set(rejected.values()) <= REJECTED_FIELDS
+    ):
+        raise _NotPlain
     return IngestPlan(
         key=field.alias.value if field.alias else "recordEvents",
         node=field,
         events=events.name.value,
         atomic=atomic,
         atomic_required=required,
-        recorded=tuple(_collect(selections, "Recorded", {}).items()),
-        rejected=tuple(_collect(selections, "Rejected", {}).items()),
+        recorded=tuple(recorded.items()),
+        rejected=tuple(rejected.items()),
     )
 
 

@@ -14,33 +14,36 @@ Where each one is checked:
   128 bounded texts) and has graphql-core's parser stop after ``max_tokens``
   tokens (``parse(max_tokens=...)``; comments count too);
 - depth, aliases and cost: three validation rules, :class:`DepthRule`,
-  :class:`AliasRule` and :class:`CostRule`; introspection, which they skip, is bounded by
-  graphql-core's ``MaxIntrospectionDepthRule`` (one of its specified rules:
-  ``__schema { types { fields { type { fields … } } } }`` would otherwise
-  grow with the schema's size at each level), its error coded QUERY_TOO_DEEP;
+  :class:`AliasRule` and :class:`CostRule`; introspection, which the first
+  two skip, is bounded by graphql-core's ``MaxIntrospectionDepthRule`` (one
+  of its specified rules: ``__schema { types { fields { type { fields … } } } }``
+  would otherwise grow with the schema's size at each level), its error coded
+  QUERY_TOO_DEEP;
 - cost (:class:`CostRule`): the fields a query may return, counted as if every
   page came back full: a field costs 1 plus its selection's cost times its
   page size (``first``: its literal value, at most ``MAX_PAGE``; ``MAX_PAGE``
   when it is a variable, which validation cannot see; ``DEFAULT_PAGE`` when
   absent; 1 for a field without ``first``). Thirty aliased
   ``lots(first: 500)`` pages of 20 fields each passed the depth and alias
-  limits and took 15-70 s and 180 MB (found by tests/test_query_limits.py);
-  they cost 360,000 against ``max_cost`` 50,000 (one such page: 12,000).
-  Lists without ``first`` are bounded by their own caps (heads 5,000 lots,
-  lineage 5,000 lots) and counted once;
+  limits and took 15-70 s and 180 MB (found by tests/test_query_limits.py;
+  tests/test_bug_wide_aliased_pages.py); they cost 360,030 against
+  ``max_cost`` 50,000 (one such page: 12,001). Lists without ``first`` are
+  bounded by their own caps (heads 5,000 lots, lineage 5,000 lots) and
+  counted once;
 - variables: :class:`QueryLimits` counts their JSON values (every list
-  item, object member and scalar) and refuses more than
+  item and object member, at every level) and refuses more than
   ``max_variable_values`` (REQUEST_TOO_LARGE) before graphql-core coerces
   them: coercion costs about 10 µs a value, so the 1,000,000-item list a
   16 MiB body holds took 7-15 s of CPU before its resolver said no (found by
-  tests/test_query_limits.py). The same walk refuses a string or member name
-  holding a lone UTF-16 surrogate (``"\\ud800"`` is valid JSON but not
-  Unicode text; I-JSON, RFC 7493 §2.1, forbids it): neither the database
-  drivers nor the UTF-8 response could encode it, and it came back as a 500
+  tests/test_query_limits.py; tests/test_bug_huge_variable_lists.py). The
+  same walk refuses a string or member name holding a lone UTF-16
+  surrogate (``"\\ud800"`` is valid JSON but not Unicode text; I-JSON,
+  RFC 7493 §2.1, forbids it): neither the database drivers nor the UTF-8
+  response could encode it, and it came back as a 500
   (tests/test_bug_lone_surrogate_in_request.py);
 - batch size: the ``recordEvents`` resolver (schema/mutations.py).
 
-Why our own two rules rather than strawberry's ``QueryDepthLimiter`` and
+Why our own rules rather than strawberry's ``QueryDepthLimiter`` and
 ``MaxAliasesLimiter`` (measured on this 2-core machine, strawberry 0.341):
 
 - they build a new rule class on every construction, so per-request

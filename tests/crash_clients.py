@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import reliability
 
 from ledger.signing import Ed25519PrivateKey, record_hash
 from ledger.store import Signed
@@ -63,6 +64,12 @@ def fixed_key(name: str) -> Ed25519PrivateKey:
 
 
 _context: Any = None
+
+
+def tally(row: str, *, tried: int, held: int, unit: str, note: str = "") -> None:
+    """:func:`reliability.tally`, and the figures printed (``pytest -rP`` shows them)."""
+    reliability.tally(row, tried=tried, held=held, unit=unit, note=note)
+    print(f"{row}: {held:,} of {tried:,} {unit} held; {note}")
 
 
 def forkserver() -> Any:

@@ -176,8 +176,8 @@ def _rejected_without_code(data: Any) -> list[str]:
         if isinstance(v, list):
             stack.extend(v)
         elif isinstance(v, dict):
-            if v.get("__typename") == "Rejected" or ("code" in v and "message" in v):
-                if "code" in v and v["code"] not in CODES:
-                    out.append(f"a Rejected record with code {v['code']!r}")
+            looks_rejected = v.get("__typename") == "Rejected" or "message" in v
+            if looks_rejected and "code" in v and v["code"] not in CODES:
+                out.append(f"a Rejected record with code {v['code']!r}")
             stack.extend(x for x in v.values() if isinstance(x, (dict, list)))
     return out

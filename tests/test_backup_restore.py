@@ -25,7 +25,6 @@ trips, every kind of edited archive refused, the CLI on SQLite). This adds:
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 from collections.abc import Iterator
@@ -34,9 +33,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import World, fixed_key
-from crash_clients import Batch, Workload, forked_server
+from crash_clients import Batch, Workload, forked_server, tally
 from postgres_server import create_database, drop_database
-from reliability import tally
+from run_length import examples
 
 from ledger.database import database_url
 from ledger.merkle_log import Checkpointer, all_checkpoints, root_at
@@ -45,8 +44,7 @@ from ledger.tokens import issue_token
 from producers.cli import main as rledger
 from producers.client import LedgerClient, Recorded, TransportError
 
-LONG = bool(os.environ.get("RLEDGER_LONG"))
-BATCHES = 400 if LONG else 25
+BATCHES = examples(25, 400)
 LEDGER_KEY = fixed_key("ledger")
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,8 +44,8 @@ from typing import Any
 
 import pytest
 from conftest import World, make_world
-from crash_clients import RaceConfig, forked_server, forkserver, race_client
-from reliability import tally
+from crash_clients import RaceConfig, forked_server, forkserver, race_client, tally
+from run_length import examples
 from sqlalchemy import func, select
 
 import ledger.database
@@ -59,10 +58,9 @@ from ledger.tokens import issue_token
 from ledger.verify import verify_store
 from producers.events import Signer
 
-LONG = bool(os.environ.get("RLEDGER_LONG"))
 PROCESSES = 3
-ROUNDS = 150 if LONG else 10
-FREE_OPS = 60 if LONG else 6
+ROUNDS = examples(10, 150)
+FREE_OPS = examples(6, 60)
 START_G = 1_000_000
 ORGS = ("org:race-a", "org:race-b")
 

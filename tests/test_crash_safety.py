@@ -34,7 +34,6 @@ checkpoints (CI: 3).
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import threading
 from collections.abc import Iterator
@@ -44,8 +43,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import World, make_world
-from crash_clients import Batch, ForkedServer, Workload, start_server
-from reliability import tally
+from crash_clients import Batch, ForkedServer, Workload, start_server, tally
+from run_length import examples
 from sqlalchemy import func, select
 
 from ledger.tables import lots, records
@@ -54,9 +53,8 @@ from ledger.verify import verify_store
 from producers.cli import main as rledger
 from producers.client import LedgerClient, Overloaded, Recorded, TransportError
 
-LONG = bool(os.environ.get("RLEDGER_LONG"))
-KILLS = 120 if LONG else 6
-CHECKPOINT_KILLS = 40 if LONG else 3
+KILLS = examples(6, 120)
+CHECKPOINT_KILLS = examples(3, 40)
 
 
 @dataclass

@@ -41,8 +41,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from conftest import World, make_world
-from crash_clients import hash_of
-from reliability import tally
+from crash_clients import hash_of, tally
 from sqlalchemy import Engine, create_engine, event, func, select, text
 
 from ledger.store import Signed

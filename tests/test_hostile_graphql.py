@@ -29,7 +29,7 @@ different driver there). Figures go to docs/reliability.md (tests/reliability.py
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import graphql
@@ -158,6 +158,7 @@ class Tally:
         self.slowest = 0.0
 
     def check(self, sent: Any, answer: Answer, *, unauthenticated: bool = False) -> None:
+        """Count the answer; raise (so that hypothesis shrinks the example) if it did not hold."""
         self.tried += 1
         self.slowest = max(self.slowest, answer.seconds)
         found = problems(sent, answer, unauthenticated=unauthenticated)
@@ -165,12 +166,16 @@ class Tally:
             found.append(f"took {answer.seconds:.1f} s")
         if found:
             self.failures.append(f"{found} for {str(sent)[:600]!r}")
+            raise AssertionError(self.failures[-1])
 
-    def report(self, kind: str) -> None:
-        held = self.tried - len(self.failures)
-        tally(ROW, tried=self.tried, held=held, unit="requests", note=NOTE)
-        assert not self.failures, "\n".join(self.failures[:10])
-        assert self.tried > 0
+    def run(self, kind: str, examples: Callable[[], None]) -> None:
+        """Run the hypothesis test ``examples``; tally what was tried and held, pass or fail."""
+        try:
+            examples()
+        finally:
+            held = self.tried - len(self.failures)
+            tally(ROW, tried=self.tried, held=held, unit="requests", note=NOTE)
+        assert not self.failures and self.tried > 0
         print(f"{kind}: {self.tried} requests, slowest {self.slowest:.2f} s")
 
 
@@ -204,8 +209,7 @@ def test_generated_operations(
             answer = client.post(request_bytes(payload), tokens[who])
             seen.check(payload, answer, unauthenticated=tokens[who] is None)
 
-    run()
-    seen.report(f"{kind} {mode.name}")
+    seen.run(f"{kind} {mode.name}", run)
 
 
 def _selection(type_: graphql.GraphQLOutputType) -> str:
@@ -266,5 +270,4 @@ def test_hostile_variables_for_every_root_field(
         for who in ("regulator", "participant"):
             seen.check(payload, client.post(request_bytes(payload), tokens[who]))
 
-    run()
-    seen.report(f"{kind} variables")
+    seen.run(f"{kind} variables", run)

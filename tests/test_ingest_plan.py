@@ -266,3 +266,22 @@ def test_plans_are_remembered_and_bounded() -> None:
     for i in range(ingest_plan.MAX_PLANS + 1):
         plans.get(MINIMAL.replace("$e", f"$e{i}"), None)
     assert len(plans._plans) <= ingest_plan.MAX_PLANS
+
+
+def test_the_plan_knows_every_field_and_extension_of_the_schema() -> None:
+    """A plan answers without the schema's extensions and with its own list of
+    fields: a new extension or field must be looked at in schema/ingest_plan.py
+    (a new field goes the full way until then, so it is never answered wrong)."""
+    from schema.root import schema
+
+    graphql_schema = schema._schema
+    for name, known in (
+        ("Recorded", ingest_plan.RECORDED_FIELDS),
+        ("Rejected", ingest_plan.REJECTED_FIELDS),
+    ):
+        fields = set(graphql_schema.get_type(name).fields) | {"__typename"}  # type: ignore[union-attr]
+        assert fields == known, name
+    names = [getattr(e, "__name__", type(e).__name__) for e in schema.extensions]
+    assert names == ["QueryLimits", "ParserCache", "ValidationCache"], (
+        "schema/ingest_plan.py reproduces QueryLimits' checks; review it for a new extension"
+    )

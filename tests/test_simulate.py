@@ -37,13 +37,12 @@ def _append_all(url: str, records: int, seed: int = 1) -> tuple[Any, list[SimBat
     the same) — and verify the ledger."""
     sim = simulate(records, seed)
     batches = list(sim.batches(500))
-    joined = [
-        (
-            [r for b in batches[i : i + 40] for r in b.records],
-            [h for b in batches[i : i + 40] for h in b.hashes],
-        )
-        for i in range(0, len(batches), 40)
-    ]
+    joined: list[tuple[list[Any], list[str]]] = [([], [])]
+    for b in batches:
+        if len(joined[-1][0]) + len(b.records) > 5_000:
+            joined.append(([], []))
+        joined[-1][0].extend(b.records)
+        joined[-1][1].extend(b.hashes)
     migrate(url)
     store = Store.open(url)
     try:
