@@ -570,8 +570,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens = prepare_ledger(url, work)
         profile = Path(tmp) / "server.prof" if args.profile else None
         print(f"serving {db_path} (rledger serve --workers {args.workers}) ...", flush=True)
-        with running_server(
-            url, workers=args.workers, profile=profile, log_dir=Path(tmp)
+        with running_server(  # no per-token rate limit: the queries' rows send thousands a second
+            url,
+            workers=args.workers,
+            profile=profile,
+            log_dir=Path(tmp),
+            env={"RLEDGER_RATE_LIMIT": "0"},
         ) as server:
             print(
                 f"sending {len(batches)} batches, {args.in_flight} in flight "

@@ -648,6 +648,8 @@ class Results:
 
 
 SETUP_CHUNK = 2_000
+# The benchmark's reader sends hundreds of requests a second on one token: no rate limit.
+UNLIMITED = {"RLEDGER_RATE_LIMIT": "0"}
 
 
 def setup_ledger(url: str, work: Workload) -> dict[str, str]:
@@ -1153,7 +1155,7 @@ def run_engine(
         say(
             f"{name}: rledger serve --workers {w}; {work.records:,} records, {args.in_flight} in flight ..."
         )
-        with running_server(url, workers=w, log_dir=args.dir) as server:
+        with running_server(url, workers=w, log_dir=args.dir, env=UNLIMITED) as server:
             row = ingest(server, work, tokens, args.in_flight)
             if pg is not None and wal0 is not None:
                 row["wal_bytes"] = pg.wal_bytes(wal0)
@@ -1174,7 +1176,7 @@ def run_engine(
     if url_kept is None:
         raise SystemExit(f"{name}: no ledger to query")
     tokens = reader_token(url_kept, work)
-    with running_server(url_kept, workers=last, log_dir=args.dir) as server:
+    with running_server(url_kept, workers=last, log_dir=args.dir, env=UNLIMITED) as server:
         post_ingest(engine, url_kept, server, tokens, work, args, results)
     finish(engine, url_kept, work, args, results, raws)
 
