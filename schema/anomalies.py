@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated
 
@@ -43,6 +43,12 @@ class Anomaly:
 
 
 MAX_TRANSIT_DAYS = 36_500
+# The years EPR periods cover (ledger/epr_schemes.py): the over-certification check walks
+# the periods of the window, and a bound outside them was a ValueError, so INTERNAL
+# (found by tests/test_hostile_graphql.py, RLEDGER_LONG=1;
+# tests/test_bug_anomalies_window_beyond_epr_years.py).
+EARLIEST = datetime(1901, 1, 1, tzinfo=UTC)  # an April-March year of 1900 starts in 1899
+LATEST = datetime(9998, 1, 1, tzinfo=UTC)
 
 
 async def anomalies(
@@ -67,6 +73,13 @@ async def anomalies(
             "transitDays",
             f"transitDays may be at most {MAX_TRANSIT_DAYS} (a century), got {transit_days}",
         )
+    for name, bound in (("from", from_), ("to", to)):
+        if bound is not None and bound.utcoffset() is not None and not EARLIEST <= bound <= LATEST:
+            raise BadArgument(
+                name,
+                f"{name} must lie from 1901-01-01T00:00:00Z to 9998-01-01T00:00:00Z "
+                "(the years EPR periods cover)",
+            )
     loaders = info.context.loaders
     found = await loaders.read(
         ledger_anomalies.anomalies,

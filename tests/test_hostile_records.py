@@ -107,7 +107,7 @@ class Scene:
     stored: Signed  # a record in the ledger (the create of lot:a)
     stored_seq: int
 
-    def valid(self, n: int) -> dict[str, Any]:
+    def valid(self, n: str) -> dict[str, Any]:
         """A create org:collector may sign: the ledger would accept it as it is."""
         body = {
             "lot": f"lot:new-{n}",
@@ -172,11 +172,11 @@ class Hostile:
     path: str | None = None  # the refusal must name this field (None: not checked)
 
 
-Fault = Callable[[Scene, int, st.DrawFn], Hostile]
+Fault = Callable[[Scene, str, st.DrawFn], Hostile]
 OTHER_TYPES: list[Any] = [None, True, 0, -1, "x", "", [], [1], {}, {"a": 1}]
 
 
-def wrong_type(scene: Scene, n: int, draw: st.DrawFn) -> Hostile:
+def wrong_type(scene: Scene, n: str, draw: st.DrawFn) -> Hostile:
     env = scene.valid(n)
     paths = ["v", "id", "type", "actor", "key", "at", "parents", "body"] + [
         f"body.{k}" for k in env["body"]
@@ -200,7 +200,7 @@ HUGE = [2**53, 2**53 + 1, 2**63, 2**64 + 1, 10**30, -(2**53), -(2**53) - 1, -(10
 SMALL = [0, -1, -(2**53) + 1]
 
 
-def huge_number(scene: Scene, n: int, draw: st.DrawFn) -> Hostile:
+def huge_number(scene: Scene, n: str, draw: st.DrawFn) -> Hostile:
     env = scene.valid(n)
     value = draw(st.sampled_from(HUGE + SMALL))
     where = draw(st.sampled_from(["body.mass_g", "v"]))
@@ -229,7 +229,7 @@ ODD = [
 ]
 
 
-def odd_unicode(scene: Scene, n: int, draw: st.DrawFn) -> Hostile:
+def odd_unicode(scene: Scene, n: str, draw: st.DrawFn) -> Hostile:
     env = scene.valid(n)
     where = draw(st.sampled_from(["body.lot", "id", "actor", "body.material"]))
     if draw(st.booleans()):
@@ -258,7 +258,7 @@ def odd_unicode(scene: Scene, n: int, draw: st.DrawFn) -> Hostile:
     )
 
 
-def duplicate_key(scene: Scene, n: int, draw: st.DrawFn) -> Hostile:
+def duplicate_key(scene: Scene, n: str, draw: st.DrawFn) -> Hostile:
     env = scene.valid(n)
     text = canonical_text(env)
     member = draw(st.sampled_from(["mass_g", "lot", "id", "type", "v"]))
@@ -284,7 +284,7 @@ def duplicate_key(scene: Scene, n: int, draw: st.DrawFn) -> Hostile:
     )
 
 
-def non_canonical(scene: Scene, n: int, draw: st.DrawFn) -> Hostile:
+def non_canonical(scene: Scene, n: str, draw: st.DrawFn) -> Hostile:
     env = scene.valid(n)
     text = canonical_text(env)
     how = draw(
@@ -345,7 +345,7 @@ def non_canonical(scene: Scene, n: int, draw: st.DrawFn) -> Hostile:
     return Hostile(f"non-canonical ({how})", signed(scene.coll, text), frozenset(codes), record_id)
 
 
-def signature_attack(scene: Scene, n: int, draw: st.DrawFn) -> Hostile:
+def signature_attack(scene: Scene, n: str, draw: st.DrawFn) -> Hostile:
     env = scene.valid(n)
     how = draw(
         st.sampled_from(
@@ -439,7 +439,10 @@ FAULTS: list[Fault] = [
 @st.composite
 def hostile_records(draw: st.DrawFn, scene: Scene, counter: Iterator[int]) -> Hostile:
     fault = draw(st.sampled_from(FAULTS))
-    return fault(scene, next(counter), draw)
+    # a drawn tag makes every record's id and lot new, so that hypothesis never runs
+    # out of distinct examples (the faults alone are a few hundred combinations)
+    tag = draw(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", max_size=12))
+    return fault(scene, f"{next(counter)}-{tag}" if tag else str(next(counter)), draw)
 
 
 # --- the checks ----------------------------------------------------------------------------
