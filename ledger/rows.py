@@ -333,6 +333,11 @@ class Statements:
             f"INSERT INTO flow_days ({keys}, mass_g) VALUES ({', '.join([mark] * 7)}) "
             f"ON CONFLICT ({keys}) DO UPDATE SET mass_g = flow_days.mass_g + excluded.mass_g"
         )
+        keys = "day, source, target, material, method"
+        self.add_flow_totals = (
+            f"INSERT INTO flow_totals ({keys}, mass_g) VALUES ({', '.join([mark] * 6)}) "
+            f"ON CONFLICT ({keys}) DO UPDATE SET mass_g = flow_totals.mass_g + excluded.mass_g"
+        )
         cols = [c.name for c in refused_records.columns if c.name != "id"]
         self.insert_refusals = (
             f"INSERT INTO {refused_records.name} ({', '.join(cols)}) "
@@ -431,10 +436,35 @@ def refusal_values(
 
 
 def add_flows(conn: Connection, flows: dict[FlowKey, int], sql: Statements) -> None:
-    """Add a batch's flow_days increments (one upsert per key; a void's are negative)."""
+    """Add a batch's flow_days increments (one upsert per key; a void's are negative), and
+    the same increments without the actor to flow_totals."""
     rows = [(*key, grams) for key, grams in sorted(flows.items())]
     for chunk in chunks(rows, 5_000):
         conn.exec_driver_sql(sql.add_flows, chunk)
+    totals = [(*key, grams) for key, grams in sorted(flow_totals_of(flows).items())]
+    for chunk in chunks(totals, 5_000):
+        conn.exec_driver_sql(sql.add_flow_totals, chunk)
+
+
+def flow_totals_of(flows: dict[FlowKey, int]) -> dict[tuple[str, str, str, str, str], int]:
+    """flow_days increments summed over the actors: flow_totals' increments (or rows)."""
+    out: dict[tuple[str, str, str, str, str], int] = {}
+    for (day, source, target, _actor, material, method), grams in flows.items():
+        key = (day, source, target, material, method)
+        out[key] = out.get(key, 0) + grams
+    return out
+
+
+def flow_total_to_row(key: tuple[str, str, str, str, str], grams: int) -> dict[str, Any]:
+    day, source, target, material, method = key
+    return {
+        "day": day,
+        "source": source,
+        "target": target,
+        "material": material,
+        "method": method,
+        "mass_g": grams,
+    }
 
 
 def flow_to_row(key: FlowKey, grams: int) -> dict[str, Any]:

@@ -188,6 +188,22 @@ class FlowDayRow(SQLModel, table=True):
     mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class FlowTotalRow(SQLModel, table=True):
+    """``flow_days`` without the actor: grams per UTC day, stage to stage, material and
+    method, for every organisation together. Kept by the same increments at append time;
+    ``materialFlows`` reads it for a question about everyone (a regulator's, by stage, with
+    no region): a year of a national network is a few thousand rows here against hundreds
+    of thousands in ``flow_days`` (docs/performance.md)."""
+
+    __tablename__ = "flow_totals"
+    day: str = Field(sa_column=Column(String(10), primary_key=True))
+    source: str = Field(sa_column=Column(String(16), primary_key=True))
+    target: str = Field(sa_column=Column(String(16), primary_key=True))
+    material: str = Field(sa_column=Column(String(64), primary_key=True))
+    method: str = Field(sa_column=Column(String(32), primary_key=True))
+    mass_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class LotRecordRow(SQLModel, table=True):
     """The record at ``seq`` changed lot ``lot``: a lot's history, and who ever acted on it
     (``lot_records JOIN records ON records.seq = lot_records.seq``)."""
@@ -290,6 +306,7 @@ epr_outputs = table(OutputRow)
 certificates = table(CertificateRow)
 declarations = table(DeclarationRow)
 flow_days = table(FlowDayRow)
+flow_totals = table(FlowTotalRow)
 api_tokens = table(TokenRow)
 ledger_meta = table(MetaRow)
 refused_records = table(RefusedRow)
@@ -325,4 +342,5 @@ PROJECTIONS = (
     certificates,
     declarations,
     flow_days,
+    flow_totals,
 )

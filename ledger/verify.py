@@ -50,6 +50,8 @@ from ledger.rows import (
     edge_to_row,
     edge_values,
     flow_to_row,
+    flow_total_to_row,
+    flow_totals_of,
     key_to_row,
     lot_to_row,
     lot_values,
@@ -362,6 +364,9 @@ def _expected_rows(state: MemoryState, name: str) -> list[tuple[dict[str, Any], 
         return [(declaration_to_row(x), x.seq) for x in state.declarations]
     if name == "flow_days":
         return [(flow_to_row(k, g), 0) for k, g in state.flow_totals.items()]
+    if name == "flow_totals":
+        totals = flow_totals_of(state.flow_totals)
+        return [(flow_total_to_row(k, g), 0) for k, g in totals.items()]
     raise AssertionError(f"no replayed rows for projection {name}")
 
 

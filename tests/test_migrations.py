@@ -44,6 +44,7 @@ TABLES = {
     "certificates",
     "declarations",
     "flow_days",
+    "flow_totals",
     "ledger_meta",
     "api_tokens",
     "refused_records",
