@@ -81,12 +81,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--batch", type=int, default=5_000)
     ap.add_argument("--material", default="steel")
+    ap.add_argument(
+        "--db",
+        type=Path,
+        help="time an existing SQLite ledger instead (e.g. national.py's, migrated first)",
+    )
     args = ap.parse_args(argv)
     n, runs = (5_000, 3) if args.quick else (args.records, args.runs)
     # The schema's head revision is in the name: a cached ledger of an older schema is rebuilt.
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    path = Path(f"/tmp/rledger-bench-flows-{n}-{args.seed}-{head}.db")
-    if not path.exists():
+    path = args.db or Path(f"/tmp/rledger-bench-flows-{n}-{args.seed}-{head}.db")
+    if args.db is not None:
+        migrate(database_url(str(path)))  # to the head: a file of an older schema is brought up
+    elif not path.exists():
         t0 = time.perf_counter()
         build(path, n, args.seed, args.batch)
         print(f"built {n:,} records in {time.perf_counter() - t0:.0f} s: {path}")
