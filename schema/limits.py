@@ -249,21 +249,26 @@ class DepthRule(ValidationRule):
                 )
 
 
+def _document_total(context: Any, walk: Any, limit: int) -> int:
+    """``walk.measure`` summed over the document's operations; past ``limit`` when the
+    document nests too deeply to walk."""
+    try:
+        return sum(
+            walk.measure(op.selection_set)
+            for op in context.document.definitions
+            if isinstance(op, OperationDefinitionNode)
+        )
+    except RecursionError:
+        return limit + 1
+
+
 class AliasRule(ValidationRule):
     """TOO_MANY_ALIASES: the document uses more than ``max_aliases`` aliased fields."""
 
     max_aliases: ClassVar[int]
 
     def enter_document(self, *_args: Any) -> None:
-        walk = _Aliases(_fragments(self.context))
-        try:
-            total = sum(
-                walk.measure(op.selection_set)
-                for op in self.context.document.definitions
-                if isinstance(op, OperationDefinitionNode)
-            )
-        except RecursionError:
-            total = self.max_aliases + 1
+        total = _document_total(self.context, _Aliases(_fragments(self.context)), self.max_aliases)
         if total > self.max_aliases:
             self.report_error(
                 GraphQLError(
@@ -281,15 +286,7 @@ class CostRule(ValidationRule):
     max_cost: ClassVar[int]
 
     def enter_document(self, *_args: Any) -> None:
-        walk = _Cost(_fragments(self.context))
-        try:
-            total = sum(
-                walk.measure(op.selection_set)
-                for op in self.context.document.definitions
-                if isinstance(op, OperationDefinitionNode)
-            )
-        except RecursionError:
-            total = self.max_cost + 1
+        total = _document_total(self.context, _Cost(_fragments(self.context)), self.max_cost)
         if total > self.max_cost:
             self.report_error(
                 GraphQLError(

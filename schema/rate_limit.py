@@ -74,14 +74,6 @@ class RateLimited(ApiError):
             "batches, or ask the operator for another token or a higher limit",
         )
 
-    @property
-    def status(self) -> int:
-        return 429
-
-    @property
-    def retryable(self) -> bool:
-        return True
-
     def extensions(self) -> dict[str, object]:
         return {"code": self.code, "retryable": True, "retryAfter": self.retry_after_seconds}
 
