@@ -27,6 +27,7 @@ from ledger.state import (
     Org,
     Output,
     UnitRow,
+    sorted_json,
 )
 from ledger.tables import (
     certificates,
@@ -104,7 +105,7 @@ def lot_mutable_values(lot: Lot) -> tuple[Any, ...]:
 def _json(value: Any) -> str:
     if not value:
         return "[]" if isinstance(value, list) else "{}"
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return sorted_json(value)
 
 
 def lot_to_row(lot: Lot) -> dict[str, Any]:

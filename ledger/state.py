@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# Compact JSON with sorted keys: projection columns and lot snapshots (not signed bytes;
+# those are ledger/canonical.py's). One encoder, built once: json.dumps builds one a call.
+sorted_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False).encode
+
 # Lot statuses the ledger itself manages; a lot in any other (lifecycle)
 # status is "held" and may be spent, moved or relabelled by its custodian.
 IN_TRANSIT = "in_transit"
@@ -22,7 +26,10 @@ VOID = "void"
 NOT_HELD = frozenset({IN_TRANSIT, CONSUMED, DISPOSED, VOID})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs ~5x a plain one (object.__setattr__ per
+# field), and these are built for every record under the writer lock. Treat them as
+# values all the same: nothing assigns to a field; changes make a new one (Lot.evolve).
+@dataclass(slots=True)
 class Lot:
     """A lot's current state.
 
@@ -92,7 +99,7 @@ class Lot:
 
         Keys sorted: the same lot must give the same text whether its dicts were built by
         the rules or read back from the database (tests/test_bug_snapshot_key_order.py)."""
-        return json.dumps(
+        return sorted_json(
             [
                 self.id,
                 self.material,
@@ -116,8 +123,6 @@ class Lot:
                 self.recovered,
                 self.recoded,
             ],
-            separators=(",", ":"),
-            sort_keys=True,
         )
 
     @staticmethod
@@ -151,7 +156,7 @@ class Key:
     revoked_seq: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PastRecord:
     """What a ``void`` needs to know of the record it reverses."""
 
@@ -163,7 +168,7 @@ class PastRecord:
     at: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Edge:
     """Mass (and the element grams within it) that flowed from one lot into another,
     by the record at ``seq``."""
@@ -189,7 +194,7 @@ class UnitRow:
     original: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Output:
     """A lot made by a transform: what a recycler may certify (EPR, DESIGN.md "EPR").
 

@@ -92,6 +92,7 @@ EPR_CERTIFICATE_TYPES = ("certify", "certificate.transfer", "certificate.retire"
 LOCK_TIMEOUT_MS = 10_000
 PARALLEL_VERIFY_MIN = 64  # below this, a thread pool costs more than it saves
 LOT_CACHE_SIZE = 200_000  # lots kept in memory between batches
+GROUP_RECORDS = 5_000  # records committed together at most, when batches queue (commit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,8 @@ class Store:
         self._url = engine.url.render_as_string(hide_password=False)  # for the workers
         self._sql = Statements(engine)
         self._commit_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Waiting] = []  # plain batches waiting for the writer (commit)
         self._writer_conn: Connection | None = None  # used only under _commit_lock
         # Caches of projection rows, valid while the ledger's last seq is the
         # one this Store last wrote (any other writer moves it on).
@@ -334,36 +337,78 @@ class Store:
     def commit(
         self, prepared: Prepared, *, atomic: bool = False, now: datetime | None = None
     ) -> list[Result]:
-        """Under the writer lock: idempotency, rules, then one transaction of writes."""
+        """Under the writer lock: idempotency, rules, then one transaction of writes.
+
+        Group commit: a plain (non-atomic) batch that finds the writer busy waits in a
+        queue, and whichever thread takes the lock next commits every waiting batch in
+        one transaction (one fsync, one set of statements), in arrival order. Each batch
+        gets exactly the results it would have had alone, in that order; if the
+        transaction fails, every batch in it gets the same retryable error and nothing
+        of any of them was kept. An atomic batch, or one with its own clock, is
+        committed alone.
+        """
         envs, results = prepared.envs, prepared.results
         if atomic and any(r is not None for r in results):
             return _abort(envs, results)
+        if atomic or now is not None:
+            return self._commit_group([_Waiting(prepared)], atomic, now)[0]
+        me = _Waiting(prepared)
+        with self._queue_lock:
+            self._queue.append(me)
+        with self._commit_lock:
+            if me.results is None and me.error is None:  # nobody took it: lead a group
+                with self._queue_lock:
+                    group, self._queue = _take_group(self._queue, GROUP_RECORDS)
+                self._commit_group(group, False, None, locked=True)
+        if me.error is not None:
+            raise me.error
+        assert me.results is not None
+        return me.results
+
+    def _commit_group(
+        self,
+        group: list[_Waiting],
+        atomic: bool,
+        now: datetime | None,
+        *,
+        locked: bool = False,
+    ) -> list[list[Result]]:
+        """Commit ``group`` in one transaction; set each one's results (or error) and
+        return the results. ``locked``: the caller already holds the commit lock."""
         try:
-            with self._commit_lock:
-                try:
-                    return self._commit_locked(prepared, atomic, now)
-                except BaseException:
-                    self._forget()  # the caches may hold what was rolled back
-                    raise
+            if locked:
+                out = self._commit_safely(group, atomic, now)
+            else:
+                with self._commit_lock:
+                    out = self._commit_safely(group, atomic, now)
+        except BaseException as exc:
+            error = _store_error(exc)
+            for w in group:
+                w.error = error
+            if error is exc:
+                raise
+            raise error from None
+        for w, results in zip(group, out, strict=True):
+            w.results = results
+        return out
+
+    def _commit_safely(
+        self, group: list[_Waiting], atomic: bool, now: datetime | None
+    ) -> list[list[Result]]:
+        try:
+            return self._commit_locked([w.prepared for w in group], atomic, now)
         except _AtomicAbort as abort:
             if abort.entry is not None:
                 self._log_refusal(abort.entry)
-            return _abort(envs, results)
-        except OperationalError as exc:
-            if _is_busy(exc):
-                raise Overloaded("the ledger is busy; retry the same batch shortly") from None
-            raise StoreUnavailable(
-                "the database failed during the write; nothing of this batch was kept; retry it"
-            ) from None
-        except DBAPIError:
-            raise StoreUnavailable(
-                "the database refused the write; nothing of this batch was kept; retry it"
-            ) from None
+            prepared = group[0].prepared
+            return [_abort(prepared.envs, prepared.results)]
+        except BaseException:
+            self._forget()  # the caches may hold what was rolled back
+            raise
 
     def _commit_locked(
-        self, prepared: Prepared, atomic: bool, now: datetime | None
-    ) -> list[Result]:
-        envs, results, batch = prepared.envs, prepared.results, prepared.batch
+        self, group: list[Prepared], atomic: bool, now: datetime | None
+    ) -> list[list[Result]]:
         with self._writer() as conn, conn.begin():
             seq = self._lock(conn)
             # The clock is read under the writer lock, never before it: a batch that read
@@ -375,8 +420,12 @@ class Store:
                 self._forget()
             state = MemoryState(record_loader=lambda h: self._past_record(conn, h))
             state.seq = seq
-            self._resolve_ids(conn, envs, results)
-            self._preload(conn, state, [e for i, e in enumerate(envs) if e and results[i] is None])
+            self._resolve_ids(conn, group)
+            self._preload(
+                conn,
+                state,
+                [e for p in group for i, e in enumerate(p.envs) if e and p.results[i] is None],
+            )
             stored_lots, stored_keys = set(state.lots), set(state.keys)
             stored_outputs, stored_certs = set(state.outputs), set(state.certificates)
             changed_outputs: dict[str, Output] = {}
@@ -388,49 +437,57 @@ class Store:
             changed_keys: dict[str, Key] = {}
             new_edges: list[Edge] = []
             refused: list[tuple[Any, ...]] = []  # signed records the rules refused (the log)
-            for i, env in enumerate(envs):
-                if env is None or results[i] is not None:
-                    continue
-                try:
-                    if i in prepared.deferred:
-                        _verify_deferred(env, prepared.sigs[i], state)
-                except RecordRefused as exc:
-                    results[i] = exc.for_record(env.id)
-                    if atomic:
-                        raise _AtomicAbort() from None
-                    continue
-                try:
-                    effects = rules.apply(env, state, seq + 1, now)
-                except RecordRefused as exc:
-                    results[i] = exc.for_record(env.id)
-                    entry = refusal_values(env, batch[i].signature, exc, recorded_at)
-                    if atomic:
-                        raise _AtomicAbort(entry) from None  # rolls the transaction back
-                    if entry is not None:
-                        refused.append(entry)
-                    continue
-                seq += 1
-                state.apply(effects, rules.past_record(env, seq))
-                _collect(effects, changed_lots, new_orgs, changed_keys, new_edges)
-                changed_outputs.update((x.lot, x) for x in effects.outputs)
-                changed_certs.update((x.id, x) for x in effects.certificates)
-                for flow, grams in effects.flows:
-                    flows[flow] = flows.get(flow, 0) + grams
-                new_records.append(
-                    (
-                        seq,
-                        env.id,
-                        env.hash,
-                        env.type,
-                        env.actor,
-                        env.key,
-                        env.at,
-                        recorded_at,
-                        env.canonical,
-                        batch[i].signature,
+            # Ids written by an earlier batch of this group: a later batch naming one
+            # again is answered as if that batch had been committed first.
+            written: dict[str, Appended] = {}
+            for prepared in group:
+                envs, results, batch = prepared.envs, prepared.results, prepared.batch
+                for i, env in enumerate(envs):
+                    if env is None or results[i] is not None:
+                        continue
+                    if env.id in written:
+                        results[i] = _again(written[env.id], env)
+                        continue
+                    try:
+                        if i in prepared.deferred:
+                            _verify_deferred(env, prepared.sigs[i], state)
+                    except RecordRefused as exc:
+                        results[i] = exc.for_record(env.id)
+                        if atomic:
+                            raise _AtomicAbort() from None
+                        continue
+                    try:
+                        effects = rules.apply(env, state, seq + 1, now)
+                    except RecordRefused as exc:
+                        results[i] = exc.for_record(env.id)
+                        entry = refusal_values(env, batch[i].signature, exc, recorded_at)
+                        if atomic:
+                            raise _AtomicAbort(entry) from None  # rolls the transaction back
+                        if entry is not None:
+                            refused.append(entry)
+                        continue
+                    seq += 1
+                    state.apply(effects, rules.past_record(env, seq))
+                    _collect(effects, changed_lots, new_orgs, changed_keys, new_edges)
+                    changed_outputs.update((x.lot, x) for x in effects.outputs)
+                    changed_certs.update((x.id, x) for x in effects.certificates)
+                    for flow, grams in effects.flows:
+                        flows[flow] = flows.get(flow, 0) + grams
+                    new_records.append(
+                        (
+                            seq,
+                            env.id,
+                            env.hash,
+                            env.type,
+                            env.actor,
+                            env.key,
+                            env.at,
+                            recorded_at,
+                            env.canonical,
+                            batch[i].signature,
+                        )
                     )
-                )
-                results[i] = Appended(env.id, env.hash, seq)
+                    results[i] = written[env.id] = Appended(env.id, env.hash, seq)
             if new_records:
                 sql = self._sql
                 conn.exec_driver_sql(sql.insert_records, new_records)
@@ -462,7 +519,7 @@ class Store:
                 conn.exec_driver_sql(self._sql.insert_refusals, refused)
         # Committed: what this batch wrote is now the database's state.
         self._remember(state, seq)
-        return [r for r in results if r is not None]
+        return [[r for r in p.results if r is not None] for p in group]
 
     def _log_refusal(self, entry: tuple[Any, ...]) -> None:
         """Log an atomic batch's refused record after its rollback (best effort: the
@@ -525,46 +582,24 @@ class Store:
             return int(conn.exec_driver_sql(self._sql.lock).scalar_one())
         return int(conn.exec_driver_sql(self._sql.read_seq).scalar_one())
 
-    def _resolve_ids(
-        self, conn: Connection, envs: list[Envelope | None], results: list[Result | None]
-    ) -> None:
-        """Idempotency: a stored id with the same bytes answers with the stored record."""
-        ids = [e.id for i, e in enumerate(envs) if e is not None and results[i] is None]
+    def _resolve_ids(self, conn: Connection, group: list[Prepared]) -> None:
+        """Idempotency: a stored id with the same bytes answers with the stored record;
+        an id twice in one batch is refused (ids repeated across a group's batches are
+        answered in the rules loop, once the earlier one is written or refused)."""
+        ids = [
+            e.id
+            for p in group
+            for i, e in enumerate(p.envs)
+            if e is not None and p.results[i] is None
+        ]
         stored: dict[str, tuple[str, int]] = {}
-        for chunk in chunks(ids, 500):
+        for chunk in chunks(sorted(set(ids)), 500):
             for rid, rhash, rseq in conn.execute(
                 select(records.c.id, records.c.hash, records.c.seq).where(records.c.id.in_(chunk))
             ):
                 stored[rid] = (rhash, int(rseq))
-        first_in_batch: dict[str, int] = {}
-        for i, env in enumerate(envs):
-            if env is None or results[i] is not None:
-                continue
-            if env.id in stored:
-                rhash, rseq = stored[env.id]
-                results[i] = (
-                    Appended(env.id, rhash, rseq, existing=True)
-                    if rhash == env.hash
-                    else RecordRefused(
-                        "id.reused",
-                        "this id was already used for a record with other bytes; "
-                        "choose a new id (a ULID)",
-                        path="id",
-                        record_id=env.id,
-                    )
-                )
-            elif env.id in first_in_batch:
-                same = envs[first_in_batch[env.id]]
-                assert same is not None
-                results[i] = RecordRefused(
-                    "id.reused",
-                    "this id appears twice in the batch"
-                    + ("" if same.hash != env.hash else " (same bytes: send it once)"),
-                    path="id",
-                    record_id=env.id,
-                )
-            else:
-                first_in_batch[env.id] = i
+        for prepared in group:
+            _resolve_batch(prepared.envs, prepared.results, stored)
 
     def _preload(self, conn: Connection, state: MemoryState, envs: list[Envelope]) -> None:
         """Load every lot, org, key and voided record the batch names (cached ones from memory)."""
@@ -769,6 +804,78 @@ def _verify_deferred(env: Envelope, sig: bytes, state: MemoryState) -> None:
         )
     if not verify(load_public_key(raw), sig, env.canonical):
         raise _bad_signature(env)
+
+
+def _resolve_batch(
+    envs: list[Envelope | None], results: list[Result | None], stored: dict[str, tuple[str, int]]
+) -> None:
+    first_in_batch: dict[str, int] = {}
+    for i, env in enumerate(envs):
+        if env is None or results[i] is not None:
+            continue
+        if env.id in stored:
+            rhash, rseq = stored[env.id]
+            results[i] = _again(Appended(env.id, rhash, rseq), env)
+        elif env.id in first_in_batch:
+            same = envs[first_in_batch[env.id]]
+            assert same is not None
+            results[i] = RecordRefused(
+                "id.reused",
+                "this id appears twice in the batch"
+                + ("" if same.hash != env.hash else " (same bytes: send it once)"),
+                path="id",
+                record_id=env.id,
+            )
+        else:
+            first_in_batch[env.id] = i
+
+
+def _again(stored: Appended, env: Envelope) -> Result:
+    """The answer to a record whose id is already written: the stored record if the
+    bytes are the same, else ``id.reused``."""
+    if stored.hash == env.hash:
+        return Appended(env.id, stored.hash, stored.seq, existing=True)
+    return RecordRefused(
+        "id.reused",
+        "this id was already used for a record with other bytes; choose a new id (a ULID)",
+        path="id",
+        record_id=env.id,
+    )
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A batch waiting for the writer: its results, or the error, once committed."""
+
+    prepared: Prepared
+    results: list[Result] | None = None
+    error: BaseException | None = None
+
+
+def _take_group(queue: list[_Waiting], limit: int) -> tuple[list[_Waiting], list[_Waiting]]:
+    """The waiting batches to commit together (arrival order, at least one, at most
+    ``limit`` records unless the first alone is larger), and those left waiting."""
+    total = 0
+    for n, w in enumerate(queue):
+        total += len(w.prepared.batch)
+        if n and total > limit:
+            return queue[:n], queue[n:]
+    return queue, []
+
+
+def _store_error(exc: BaseException) -> BaseException:
+    """A database failure as the store's own retryable errors (see the module docstring)."""
+    if isinstance(exc, OperationalError):
+        if _is_busy(exc):
+            return Overloaded("the ledger is busy; retry the same batch shortly")
+        return StoreUnavailable(
+            "the database failed during the write; nothing of this batch was kept; retry it"
+        )
+    if isinstance(exc, DBAPIError):
+        return StoreUnavailable(
+            "the database refused the write; nothing of this batch was kept; retry it"
+        )
+    return exc
 
 
 T = TypeVar("T", Lot, Org, Key)
