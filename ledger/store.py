@@ -31,7 +31,7 @@ from multiprocessing import get_context
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, delete, select
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, RootTransaction, Row
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ledger import rules
@@ -409,8 +409,7 @@ class Store:
     def _commit_locked(
         self, group: list[Prepared], atomic: bool, now: datetime | None
     ) -> list[list[Result]]:
-        with self._writer() as conn, conn.begin():
-            seq = self._lock(conn)
+        with self._locked_writer() as (conn, seq):
             # The clock is read under the writer lock, never before it: a batch that read
             # it and then waited for the lock would be overtaken by later batches, and
             # recorded_at would go back along seq (verify and import refuse that).
@@ -542,25 +541,45 @@ class Store:
         self._cache_seq = seq
 
     @contextmanager
-    def _writer(self) -> Iterator[Connection]:
-        """The store's own write connection, kept open from batch to batch.
+    def _locked_writer(self) -> Iterator[tuple[Connection, int]]:
+        """The store's own write connection, in a transaction that holds the writer lock;
+        and the last sequence number. Commits when the block ends.
 
-        SQLite throws a connection's page cache away whenever another
-        connection has written since its last transaction, so a writer that
-        took whichever pooled connection came next started every batch with a
-        cold cache of the indexes it writes. A failed write drops the
-        connection (its state is unknown; the next batch opens a fresh one).
+        The connection is kept open from batch to batch: SQLite throws a connection's page
+        cache away whenever another connection has written since its last transaction, so
+        a writer that took whichever pooled connection came next started every batch with
+        a cold cache of the indexes it writes. A failed write drops the connection (its
+        state is unknown; the next batch opens a fresh one).
         """
-        conn = self._writer_conn
-        if conn is None or conn.closed or conn.invalidated:
-            conn = self._writer_conn = self._write_connection()
+        conn, trans, seq = self._open_locked()
         try:
-            yield conn
+            with trans:
+                yield conn, seq
         except _AtomicAbort:
             raise  # rolled back as asked; the connection is fine
         except BaseException:
             self._drop_writer()
             raise
+
+    def _open_locked(self) -> tuple[Connection, RootTransaction, int]:
+        """Begin and take the writer lock. A kept connection the database dropped while it
+        idled (a PostgreSQL restart, a proxy's timeout) fails at the lock statement, before
+        anything is written: it is replaced, once, and the batch goes on."""
+        for attempt in (1, 2):
+            conn = self._writer_conn
+            kept = conn is not None and not conn.closed and not conn.invalidated
+            if conn is None or not kept:
+                conn = self._writer_conn = self._write_connection()
+            trans = conn.begin()
+            try:
+                return conn, trans, self._lock(conn)
+            except DBAPIError as exc:
+                with suppress(Exception):
+                    trans.rollback()
+                self._drop_writer()
+                if not (kept and exc.connection_invalidated) or attempt == 2:
+                    raise
+        raise AssertionError("not reached")
 
     def _drop_writer(self) -> None:
         conn, self._writer_conn = self._writer_conn, None
