@@ -32,10 +32,12 @@ JSONValue = Any  # a parsed JSON value: dict, list, str, int, bool or None
 def canonical_bytes(value: JSONValue) -> bytes:
     """RFC 8785 bytes of ``value`` (no floats; integers within ±(2^53-1))."""
     _check_numbers(value, "$")
-    return _encode(value)
+    return canonical_bytes_unchecked(value)
 
 
-def _encode(value: JSONValue) -> bytes:
+def canonical_bytes_unchecked(value: JSONValue) -> bytes:
+    """:func:`canonical_bytes` without its walk over the numbers: only for a value whose
+    numbers the caller made itself, all integers within ±(2^53-1) (the simulator's)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     if text.isascii():
         return text.encode("ascii")
@@ -77,7 +79,7 @@ def _parse_canonical_strict(raw: bytes) -> dict[str, JSONValue]:
     if not isinstance(value, dict):
         raise RecordRefused("json.malformed", "the envelope must be a JSON object")
     try:
-        again = _encode(value)
+        again = canonical_bytes_unchecked(value)
     except UnicodeEncodeError:
         raise RecordRefused("json.malformed", "a string holds a lone surrogate") from None
     if again != raw:
@@ -105,7 +107,7 @@ def _parse_canonical_fast(raw: bytes) -> dict[str, JSONValue] | None:
         if not isinstance(value, dict):
             return None
         _check_numbers(value, "$")
-        if _encode(value) != raw:
+        if canonical_bytes_unchecked(value) != raw:
             return None
     except (RecordRefused, ValueError, RecursionError, UnicodeError):
         return None

@@ -311,7 +311,7 @@ class MemoryState:
         self.outputs: dict[str, Output] = {}
         self.certificates: dict[str, Certificate] = {}
         self.declarations: list[Declaration] = []
-        self.flow_totals: dict[FlowKey, int] = {}
+        self.flow_days: dict[FlowKey, int] = {}  # flow_days rows: grams by (day, ..., actor, ...)
         self.lot_records: list[tuple[str, int]] = []  # (lot, seq): each lot a record changed
         self.seq = 0
         self._record_loader = record_loader
@@ -360,7 +360,7 @@ class MemoryState:
         self.certificates.update((x.id, x) for x in effects.certificates)
         self.declarations.extend(effects.declarations)
         for flow, grams in effects.flows:
-            self.flow_totals[flow] = self.flow_totals.get(flow, 0) + grams
+            self.flow_days[flow] = self.flow_days.get(flow, 0) + grams
         if record is not None:
             self.lot_records.extend((lot_id, record.seq) for lot_id in {x.id for x in effects.lots})
             if self._keep_records:

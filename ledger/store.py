@@ -786,7 +786,7 @@ class Store:
                 sql=self._sql,
             )
             write_epr(conn, state.outputs.values(), state.certificates.values(), state.declarations)
-            add_flows(conn, state.flow_totals, self._sql)
+            add_flows(conn, state.flow_days, self._sql)
         self._forget()
 
 

@@ -363,9 +363,9 @@ def _expected_rows(state: MemoryState, name: str) -> list[tuple[dict[str, Any], 
     if name == "declarations":
         return [(declaration_to_row(x), x.seq) for x in state.declarations]
     if name == "flow_days":
-        return [(flow_to_row(k, g), 0) for k, g in state.flow_totals.items()]
+        return [(flow_to_row(k, g), 0) for k, g in state.flow_days.items()]
     if name == "flow_totals":
-        totals = flow_totals_of(state.flow_totals)
+        totals = flow_totals_of(state.flow_days)
         return [(flow_total_to_row(k, g), 0) for k, g in totals.items()]
     raise AssertionError(f"no replayed rows for projection {name}")
 

@@ -71,7 +71,7 @@ from random import Random
 from typing import Any
 
 from ledger.apportion import apportion
-from ledger.canonical import _encode as canonical_encode
+from ledger.canonical import canonical_bytes_unchecked
 from ledger.epr_schemes import default_schemes
 from ledger.materials import default_taxonomy
 from ledger.signing import (
@@ -567,7 +567,7 @@ class _Generator:
         # RFC 8785 bytes (ledger/canonical.py). canonical_bytes would first walk the envelope
         # for floats and integers beyond ±(2^53-1): every number here is an integer count of
         # grams or units this module computed, so that walk (a sixth of the time) is skipped.
-        data = canonical_encode(env)
+        data = canonical_bytes_unchecked(env)
         digest = hashlib.sha256(data).hexdigest()
         self.out.append((Signed(data.decode("ascii"), sign(key, data)), digest))
         return digest
