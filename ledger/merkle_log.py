@@ -100,7 +100,7 @@ def _fetch(conn: Connection, ids: Sequence[int]) -> dict[int, bytes]:
             rows = conn.exec_driver_sql(
                 "SELECT id, hash FROM merkle_hashes WHERE id = ANY(%s)", (chunk,)
             )
-        for i, h in rows:
+        for i, h in rows.all():  # one fetchall: iterating fetched the rows one call each
             found[int(i)] = bytes(h)
     return found
 

@@ -6,6 +6,11 @@ Counted with a SQLAlchemy ``before_cursor_execute`` listener on the store's
 engine, after one warm-up request (so the token check is cached, as it is for
 a busy client). The count includes SQLite's explicit ``BEGIN`` per
 connection (ledger/database.py), so SQLite counts a statement more per read.
+
+The second half pins the statements of a walk (one on PostgreSQL, whatever its depth),
+a battery, a recovered-content proof and an inclusion proof (issue 8: each PostgreSQL
+statement is a round trip), counted at the driver, since ledger/tracing.py and
+ledger/merkle_log.py read partly on the driver's own cursor.
 """
 
 from __future__ import annotations
@@ -77,3 +82,217 @@ def test_a_page_costs_a_fixed_number_of_statements(world: World, who: str) -> No
         print(f"{world.store.engine.dialect.name} {who} {key}: (statements, reads) {counts}")
         assert counts[10] == counts[100], counts
         assert counts[100][0] <= MAX_STATEMENTS and counts[100][1] <= MAX_READS, counts
+
+
+# --- tracing and proofs: one statement a walk, whatever its depth -----------------------------
+#
+# ledger/tracing.py and ledger/merkle_log.py read partly on the driver's own cursor (no
+# SQLAlchemy events), so these tests count what the driver is asked to run: SQLite's trace
+# callback, and on PostgreSQL a psycopg cursor class that notes each statement, both put on
+# every connection checked out while counting. BEGIN (SQLite) and the pool's ping (``;``,
+# psycopg) are left out.
+
+
+@contextmanager
+def driver_statements(world: World) -> Iterator[list[str]]:
+    engine = world.store.engine
+    seen: list[str] = []
+    hooked: list[Any] = []
+
+    def note(statement: object) -> None:
+        text = str(statement).strip()
+        if text.upper() not in ("BEGIN", "BEGIN DEFERRED", "SELECT 1", ";", "COMMIT", "ROLLBACK"):
+            seen.append(text)
+
+    def install(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        hooked.append(dbapi_conn)
+        if hasattr(dbapi_conn, "set_trace_callback"):  # sqlite3
+            dbapi_conn.set_trace_callback(note)
+            return
+        import psycopg
+
+        class Noting(psycopg.Cursor):
+            def execute(self, query: Any, *args: Any, **kw: Any) -> Any:
+                note(query)
+                return super().execute(query, *args, **kw)
+
+        dbapi_conn.cursor_factory = Noting
+
+    event.listen(engine, "checkout", install)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "checkout", install)
+        for c in hooked:
+            if hasattr(c, "set_trace_callback"):
+                c.set_trace_callback(None)
+            else:
+                import psycopg
+
+                c.cursor_factory = psycopg.Cursor
+
+
+def scope_of(org: str) -> Any:
+    from tracing_network import ROLES
+
+    from ledger.access import Viewer, read_scope
+
+    return read_scope(Viewer(org, frozenset(ROLES[org])))
+
+
+@pytest.fixture
+def loop(world: World) -> Any:
+    from tracing_network import build_loop
+
+    return build_loop(world)
+
+
+def test_a_walk_is_one_statement_whatever_its_depth(
+    loop: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The battery loop (tests/tracing_network.py): lot:cathode's upstream is 6 levels deep
+    (cathode <- salts <- campaign <- bm, bm-other <- modules <- fleet-a <- packs), lot:packs'
+    downstream 6 too. Walked one level at a time that is a statement a level and one to see
+    whether anything lies beyond the last: 2, 3 and 7 for maxDepth 1, 2 and 50 — still so on
+    SQLite, where that is faster. On PostgreSQL (and on SQLite when asked) ONE for a
+    regulator, whatever the depth, and two for a recycler (the access flags of the lots
+    met, in one more)."""
+    from tracing_network import RECYCLER, REGULATOR
+
+    from ledger import tracing
+    from ledger.queries import Direction
+
+    world = loop.world
+    engine = world.store.engine.dialect.name
+
+    def counts(org: str, lot: str, way: Direction) -> tuple[list[int], list[int]]:
+        depths, statements = [], []
+        for max_depth in (1, 2, 50):
+            with driver_statements(world) as seen, world.store.engine.connect() as conn:
+                found = tracing.walk(conn, scope_of(org), lot, way, max_depth)
+            statements.append(len(seen))
+            depths.append(found.depth)
+        return depths, statements
+
+    for one in (False, True):
+        if one:
+            monkeypatch.setattr(tracing, "ONE_STATEMENT_WALKS", frozenset({engine}))
+        by_level = not one and engine == "sqlite"
+        for org, per_walk in ((REGULATOR, 1), (RECYCLER, 2)):
+            for lot, way in (
+                ("lot:cathode", Direction.UPSTREAM),
+                ("lot:packs", Direction.DOWNSTREAM),
+            ):
+                depths, statements = counts(org, lot, way)
+                if org == REGULATOR:
+                    assert depths == [1, 2, 6], (lot, depths)
+                    assert statements == ([2, 3, 7] if by_level else [1, 1, 1]), statements
+                elif not by_level:
+                    assert statements == [per_walk] * 3, (org, lot, statements)
+
+
+def test_a_walk_too_large_for_one_read_walks_level_by_level_alike(
+    loop: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One statement or one a level, the same lots, flows, depth, truncation and hidden flag,
+    for every viewer: the one-statement walk (on either engine), and its fallback when the
+    reach is larger than REACH_PER_LOT * maxLots rows (here: always)."""
+    from tracing_network import ROLES
+
+    from ledger import tracing
+    from ledger.queries import Direction
+
+    lots = ["lot:packs", "lot:fleet-a", "lot:bm", "lot:campaign", "lot:coso4", "lot:cathode"]
+    cases = [
+        (org, lot, way, depth, cap)
+        for org in sorted(ROLES)
+        for lot in lots
+        for way in Direction
+        for depth, cap in ((50, 5_000), (2, 5_000), (50, 3), (0, 5_000))
+    ]
+
+    def walks() -> list[Any]:
+        out = []
+        with loop.world.store.engine.connect() as conn:
+            for org, lot, way, depth, cap in cases:
+                w = tracing.walk(conn, scope_of(org), lot, way, depth, cap)
+                out.append((w.lots, w.steps, w.depth, w.truncated, w.hidden))
+        return out
+
+    engine = loop.world.store.engine.dialect.name
+    monkeypatch.setattr(tracing, "ONE_STATEMENT_WALKS", frozenset({engine}))
+    with driver_statements(loop.world) as seen:
+        at_once = walks()
+    assert len([s for s in seen if "WITH RECURSIVE reach" in s]) == len(cases)
+    monkeypatch.setattr(tracing, "REACH_PER_LOT", 0)  # a bound of 1 row: always too large
+    with driver_statements(loop.world) as seen:
+        by_level = walks()
+    assert by_level == at_once
+    levels = [s for s in seen if "WITH RECURSIVE" not in s]
+    assert len(levels) > len(cases)  # the fallback did run: a statement per level
+    assert any(w[3] for w in at_once) and any(w[4] for w in at_once)
+    assert any(w[2] == 6 for w in at_once)
+
+
+def test_a_battery_and_a_proof_cost_a_fixed_number_of_statements(loop: Any) -> None:
+    """A regulator's battery(B11) (5 hops downstream of lot:fleet-a): the lots that held it,
+    their records, the walk, the lots it reached, the records that made them: 5 statements
+    on PostgreSQL (on SQLite the walk is 6, a level each: 10). The proof of lot:cathode with
+    its lots and record hashes: the lot, the walk, the lots, the records: 4 (SQLite: 10).
+    An inclusion proof by record hash: the record, the tree's hashes: 2."""
+    from tracing_network import B11, REGULATOR
+
+    from ledger import merkle_log, tracing
+    from ledger.queries import records_by_hash
+
+    world = loop.world
+    by_level = world.store.engine.dialect.name == "sqlite"
+    regulator = scope_of(REGULATOR)
+    with driver_statements(world) as seen, world.store.engine.connect() as conn:
+        b = tracing.battery(conn, regulator, B11)
+    assert b is not None and b.complete and len(b.downstream) == 9
+    assert len(seen) == (10 if by_level else 5), seen
+    with driver_statements(world) as seen, world.store.engine.connect() as conn:
+        p = tracing.content_proof(conn, regulator, "lot:cathode")
+    assert p is not None and p.complete and len(p.lots) == 11 and p.depth == 6
+    assert len(seen) == (10 if by_level else 4), seen
+    size = world.store.last_seq()
+    digest = loop.hashes["packs.split"]
+    with driver_statements(world) as seen, world.store.engine.connect() as conn:
+        rec = records_by_hash(conn, regulator, [digest])[digest]
+        proof = merkle_log.inclusion_for_record(conn, rec.hash, rec.seq, size)
+    assert proof.leaf_index == loop.seqs["packs.split"] - 1
+    assert len(seen) == 2, seen
+    if by_level:  # the record is found through ix_records_hash16, not by scanning records
+        with world.store.engine.connect() as conn:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[0]).all()  # as sent
+        assert "ix_records_hash16" in " ".join(str(r[-1]) for r in plan), plan
+
+
+RC_PROOF = """query($lot: ID!) { recoveredContent(lot: $lot) { lot shareBasisPoints
+  proof { complete depth recordHashes } } }"""
+BATTERY = """query($code: String!) { battery(code: $code) { code complete lots { seq lot { id } }
+  events { seq stage type } custodians { since organisation { id } }
+  downstream { lot { id } massG remainingG } elements { element initialG recoveredG heldNowG } } }"""
+
+
+def test_the_api_reads_a_proof_and_a_battery_in_a_few_statements(loop: Any) -> None:
+    """Over the API (tests/benchmarks/national.py's queries, for the regulator): the proof of
+    lot:cathode with its record hashes is 3 statements on PostgreSQL (the lot, the walk, the
+    records; SQLite walks a level a statement: 9); the battery 6 (tracing.battery's 5 and
+    the custodians' organisations; SQLite 11)."""
+    from tracing_network import B11, REGULATOR
+
+    world = loop.world
+    by_level = world.store.engine.dialect.name == "sqlite"
+    api = Api(world, token_ttl=60)
+    api.ok(REGULATOR, "{ organisations { id } }")  # warm-up: the token check is cached
+    with driver_statements(world) as seen:
+        rc = api.ok(REGULATOR, RC_PROOF, lot="lot:cathode")["recoveredContent"]
+    assert rc["proof"]["complete"] and rc["proof"]["depth"] == 6
+    assert len(rc["proof"]["recordHashes"]) > 20
+    assert len(seen) == (9 if by_level else 3), seen
+    with driver_statements(world) as seen:
+        b = api.ok(REGULATOR, BATTERY, code=B11)["battery"]
+    assert b["complete"] and len(b["downstream"]) == 9
+    assert len(seen) == (11 if by_level else 6), seen
