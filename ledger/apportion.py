@@ -44,6 +44,19 @@ def apportion_within(amounts: dict[str, int], capacities: Sequence[int]) -> list
     if sum(amounts.values()) > sum(capacities):
         raise ValueError("the amounts exceed the parts' capacity")
     parts: list[dict[str, int]] = [{} for _ in capacities]
+    with_room = [i for i, cap in enumerate(capacities) if cap]
+    if len(with_room) == 1:
+        # One part takes all (a whole lot drawn, received without loss, disposed of):
+        # what the general case below gives, without apportioning over zero weights.
+        parts[with_room[0]] = {name: amounts[name] for name in sorted(amounts) if amounts[name]}
+        return parts
+    return _within(amounts, capacities, parts)
+
+
+def _within(
+    amounts: dict[str, int], capacities: Sequence[int], parts: list[dict[str, int]]
+) -> list[dict[str, int]]:
+    """:func:`apportion_within`'s general case (``parts``: one empty dict a capacity)."""
     for name in sorted(amounts):
         for i, grams in enumerate(apportion(amounts[name], capacities)):
             if grams:

@@ -46,7 +46,7 @@ _VIRGIN = "virgin"
 END_OF_LIFE = frozenset({"retired"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every record (ledger/state.py, Lot)
 class Part:
     """One share of a divided lot: its element and recovered buckets."""
 

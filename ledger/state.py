@@ -270,7 +270,7 @@ class StateView(Protocol):
     def certificate(self, cert_id: str) -> Certificate | None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Effects:
     """What one record changes: new versions of lots, orgs and keys; new edges and unit rows."""
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.apportion import apportion, apportion_within
+from ledger.apportion import _within, apportion, apportion_within
 
 
 def test_known_values() -> None:
@@ -56,3 +56,22 @@ def test_within_the_case_that_broke_split() -> None:
     # Three elements of 1 g each over three 1 g parts: one each, not all three in the first.
     parts = apportion_within({"Co": 1, "Li": 1, "Ni": 1}, [1, 1, 1])
     assert [sum(p.values()) for p in parts] == [1, 1, 1]
+
+
+@given(
+    amounts=st.dictionaries(
+        st.sampled_from(["Fe", "Cu", "Li", "Co", "a.b"]), st.integers(0, 10**6)
+    ),
+    zeros_before=st.integers(0, 3),
+    zeros_after=st.integers(0, 3),
+    spare=st.integers(0, 10**6),
+)
+def test_one_part_with_room_takes_all_as_the_general_case_gives(
+    amounts: dict[str, int], zeros_before: int, zeros_after: int, spare: int
+) -> None:
+    """apportion_within's short cut (one part with room) answers as its general case."""
+    capacities = [0] * zeros_before + [sum(amounts.values()) + spare] + [0] * zeros_after
+    fast = apportion_within(amounts, capacities)
+    general = _within(amounts, capacities, [{} for _ in capacities])
+    assert fast == general
+    assert [list(p) for p in fast] == [list(p) for p in general]  # the same key order too
