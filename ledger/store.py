@@ -22,6 +22,7 @@ batch N is committed. See docs/adr/0002-single-sequencer.md.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -115,6 +116,38 @@ Result = Appended | RecordRefused
 
 
 @dataclass(frozen=True, slots=True)
+class WriterStats:
+    """What this Store's writer did since it opened: how the serial section is spent.
+
+    ``lock_seconds``: wall time inside the write transaction, writer lock held (rules,
+    writes, commit); ``lock_cpu_seconds``: this thread's CPU time within it (the rest is
+    waiting: fsync, the GIL, the CPU). Logged by ``rledger serve`` when it stops."""
+
+    transactions: int = 0
+    batches: int = 0
+    records: int = 0  # appended (new) records
+    lock_seconds: float = 0.0
+    lock_cpu_seconds: float = 0.0
+
+    def add(self, batches: int, records: int, wall: float, cpu: float) -> WriterStats:
+        return WriterStats(
+            self.transactions + 1,
+            self.batches + batches,
+            self.records + records,
+            self.lock_seconds + wall,
+            self.lock_cpu_seconds + cpu,
+        )
+
+    def describe(self) -> str:
+        per = f", {self.lock_seconds / self.records * 1e6:.0f} µs a record" if self.records else ""
+        return (
+            f"writer: {self.records:,} records from {self.batches:,} batches in "
+            f"{self.transactions:,} transactions; writer lock held {self.lock_seconds:.1f} s "
+            f"({self.lock_cpu_seconds:.1f} s of it on the CPU){per}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRecord:
     seq: int
     id: str
@@ -178,6 +211,7 @@ class Store:
         self._commit_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Waiting] = []  # plain batches waiting for the writer (commit)
+        self._stats = WriterStats()  # updated under _commit_lock
         self._writer_conn: Connection | None = None  # used only under _commit_lock
         # Caches of projection rows, valid while the ledger's last seq is the
         # one this Store last wrote (any other writer moves it on).
@@ -406,10 +440,15 @@ class Store:
             self._forget()  # the caches may hold what was rolled back
             raise
 
+    def writer_stats(self) -> WriterStats:
+        """What the writer did since this Store opened (see :class:`WriterStats`)."""
+        return self._stats
+
     def _commit_locked(
         self, group: list[Prepared], atomic: bool, now: datetime | None
     ) -> list[list[Result]]:
         with self._locked_writer() as (conn, seq):
+            held = time.perf_counter(), time.thread_time()  # the lock is ours from here
             # The clock is read under the writer lock, never before it: a batch that read
             # it and then waited for the lock would be overtaken by later batches, and
             # recorded_at would go back along seq (verify and import refuse that).
@@ -517,6 +556,12 @@ class Store:
             if refused:
                 conn.exec_driver_sql(self._sql.insert_refusals, refused)
         # Committed: what this batch wrote is now the database's state.
+        self._stats = self._stats.add(
+            len(group),
+            len(new_records),
+            time.perf_counter() - held[0],
+            time.thread_time() - held[1],
+        )
         self._remember(state, seq)
         return [[r for r in p.results if r is not None] for p in group]
 

@@ -32,6 +32,7 @@ the Authorization header nor the body is ever logged.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,6 +63,8 @@ from schema.ingest_plan import Plans
 from schema.limits import Limits
 from schema.rate_limit import RateLimit, RateLimited, RateLimiter
 from schema.root import schema
+
+log = logging.getLogger("rledger.writer")
 
 GRAPHIQL_HTML = graphiql_html()
 _OPERATIONS = {"GET": OperationType.from_http("GET"), "POST": OperationType.from_http("POST")}
@@ -299,6 +302,9 @@ def create_app(
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
+            stats = store.writer_stats()
+            if stats.transactions:  # how the serial section was spent (docs/performance.md)
+                log.info("%s", stats.describe())
             if close_store:
                 store.close()
 

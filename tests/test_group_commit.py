@@ -188,3 +188,32 @@ def test_a_lone_batch_still_commits_at_once(world: World, n: int) -> None:
     results = world.store.append(records)
     assert [r.seq for r in results if isinstance(r, Appended)] == list(range(seq + 1, seq + n + 1))
     assert not world.store._queue
+
+
+def test_the_writer_counts_what_it_did(world: World) -> None:
+    """WriterStats: what ``rledger serve`` logs when it stops (docs/performance.md)."""
+    a = world.admit("org:a")
+    before = world.store.writer_stats()
+    batches = [
+        [
+            a.record(
+                "create",
+                {
+                    "lot": f"lot:w{n}",
+                    "material": "steel.hms1",
+                    "mass_g": 10,
+                    "origin": "post_consumer",
+                },
+            )
+        ]
+        for n in range(3)
+    ]
+    _queued(world.store, batches)
+    world.store.append(batches[0])  # answered as stored: counted as a batch, not a record
+    after = world.store.writer_stats()
+    assert (after.transactions - before.transactions, after.batches - before.batches) == (2, 4)
+    assert after.records - before.records == 3
+    assert 0 < after.lock_cpu_seconds - before.lock_cpu_seconds
+    assert after.lock_seconds > before.lock_seconds
+    text = after.describe()
+    assert f"{after.records:,} records from {after.batches:,} batches" in text

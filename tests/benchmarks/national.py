@@ -48,6 +48,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -88,7 +89,6 @@ RAW_SAMPLE = 20_000
 WINDOW = 100_000
 QUICK = 20_000
 WARMUP = 3
-IDLE_S = 3.0  # reconnect a keep-alive connection idle longer than this before sending
 SAMPLE_IDS = 200  # lots and records cycled through by `lot` and `inclusionProof`
 
 LOT_Q = (
@@ -673,7 +673,7 @@ def setup_ledger(url: str, work: Workload) -> dict[str, str]:
 def ingest(
     server: Server, work: Workload, tokens: dict[str, str], in_flight: int
 ) -> dict[str, Any]:
-    """Send every batch (``in_flight`` keep-alive connections, one thread each); check each
+    """Send every batch (``in_flight`` senders, one thread each, a new connection a batch); check each
     answer as it comes (Recorded, new, the hash the client computed, a seq of its own)."""
     batches = work.batches
     n = len(batches)
@@ -723,7 +723,6 @@ def ingest(
 
     def send_all(conn: http.client.HTTPConnection) -> None:
         waited = -1
-        used = time.monotonic()
         while not failures:
             with lock:
                 j = next(next_batch, None)
@@ -734,12 +733,14 @@ def ingest(
                 done[k].wait()
             waited = max(waited, after)
             body = os.pread(fd, length, offset)
-            if time.monotonic() - used > IDLE_S:
-                conn.close()  # the server closes idle keep-alive connections (uvicorn: 5 s)
-                conn.connect()
+            # A new connection for each batch, as from separate firms. Kept alive, the
+            # connections stay with whichever worker accepted them first (uvicorn's workers
+            # share one listening socket): all four landed in one worker, which then did all
+            # the writing (seen in its WriterStats log line, 200,000 records of 200,000).
+            conn.close()
+            conn.connect()
             t0 = time.perf_counter()
             status, data = post(conn, body, hdrs[org])
-            used = time.monotonic()
             t1 = time.perf_counter()
             problem = f"batch {j}: HTTP {status}: {data[:1500]!r}" if status != 200 else None
             problem = problem or check(j, data)
@@ -1164,6 +1165,14 @@ def run_engine(
             print_row(key, row, max(r[0] for r in raws))
             if final:
                 post_ingest(engine, url, server, tokens, work, args, results)
+        writer = writer_stats(server.log(), row)
+        if writer:
+            results.put(f"{key}:writer", writer)
+            say(
+                f"  => writer lock (the serial section): {writer['lock_us']:.0f} µs a record "
+                f"held, {writer['cpu_us']:.0f} µs of it on the CPU; held {writer['busy']:.0%} "
+                f"of the ingest; {writer['batches_per_tx']:.2f} batches a transaction"
+            )
         if final:
             finish(engine, url, work, args, results, raws)
         else:
@@ -1179,6 +1188,33 @@ def run_engine(
     with running_server(url_kept, workers=last, log_dir=args.dir, env=UNLIMITED) as server:
         post_ingest(engine, url_kept, server, tokens, work, args, results)
     finish(engine, url_kept, work, args, results, raws)
+
+
+_WRITER = re.compile(
+    r"writer: ([\d,]+) records from ([\d,]+) batches in ([\d,]+) transactions; "
+    r"writer lock held ([\d.]+) s \(([\d.]+) s of it on the CPU\)"
+)
+
+
+def writer_stats(log: str, ingest_row: dict[str, Any]) -> dict[str, float] | None:
+    """The server processes' ``writer:`` lines (schema/app.py logs ledger.store.WriterStats
+    when it stops), summed: how long the writer lock was held a record, how much of that
+    on the CPU, and the share of the ingest's wall time it was held (by one process or
+    another: the lock is one)."""
+    found = [m.groups() for m in _WRITER.finditer(log)]
+    if not found:
+        return None
+    records, batches, txs = (sum(int(g[i].replace(",", "")) for g in found) for i in range(3))
+    held, cpu = (sum(float(g[i]) for g in found) for i in (3, 4))
+    if not records:
+        return None
+    return {
+        "records": records,
+        "batches_per_tx": batches / txs,
+        "lock_us": held / records * 1e6,
+        "cpu_us": cpu / records * 1e6,
+        "busy": held / ingest_row["seconds"],
+    }
 
 
 def reader_token(url: str, work: Workload) -> dict[str, str]:
