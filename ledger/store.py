@@ -21,6 +21,7 @@ batch N is committed. See docs/adr/0002-single-sequencer.md.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -115,6 +116,12 @@ class Appended:
 Result = Appended | RecordRefused
 
 
+_WRITER_LINE = re.compile(
+    r"writer: ([\d,]+) records from ([\d,]+) batches in ([\d,]+) transactions; "
+    r"writer lock held ([\d.]+) s \(([\d.]+) s of it on the CPU\)"
+)  # WriterStats.describe's text
+
+
 @dataclass(frozen=True, slots=True)
 class WriterStats:
     """What this Store's writer did since it opened: how the serial section is spent.
@@ -137,6 +144,20 @@ class WriterStats:
             self.lock_seconds + wall,
             self.lock_cpu_seconds + cpu,
         )
+
+    @staticmethod
+    def parse_all(text: str) -> list[WriterStats]:
+        """Every :meth:`describe` line in ``text`` (a server log), read back."""
+        return [
+            WriterStats(
+                int(t.replace(",", "")),
+                int(b.replace(",", "")),
+                int(r.replace(",", "")),
+                float(h),
+                float(c),
+            )
+            for r, b, t, h, c in _WRITER_LINE.findall(text)
+        ]
 
     def describe(self) -> str:
         per = f", {self.lock_seconds / self.records * 1e6:.0f} µs a record" if self.records else ""
@@ -385,7 +406,8 @@ class Store:
         if atomic and any(r is not None for r in results):
             return _abort(envs, results)
         if atomic or now is not None:
-            return self._commit_group([_Waiting(prepared)], atomic, now)[0]
+            with self._commit_lock:
+                return self._commit_group([_Waiting(prepared)], atomic, now)[0]
         me = _Waiting(prepared)
         with self._queue_lock:
             self._queue.append(me)
@@ -393,28 +415,19 @@ class Store:
             if me.results is None and me.error is None:  # nobody took it: lead a group
                 with self._queue_lock:
                     group, self._queue = _take_group(self._queue, GROUP_RECORDS)
-                self._commit_group(group, False, None, locked=True)
+                self._commit_group(group, False, None)
         if me.error is not None:
             raise me.error
         assert me.results is not None
         return me.results
 
     def _commit_group(
-        self,
-        group: list[_Waiting],
-        atomic: bool,
-        now: datetime | None,
-        *,
-        locked: bool = False,
+        self, group: list[_Waiting], atomic: bool, now: datetime | None
     ) -> list[list[Result]]:
-        """Commit ``group`` in one transaction; set each one's results (or error) and
-        return the results. ``locked``: the caller already holds the commit lock."""
+        """Under the commit lock: commit ``group`` in one transaction; set each one's
+        results (or error) and return the results."""
         try:
-            if locked:
-                out = self._commit_safely(group, atomic, now)
-            else:
-                with self._commit_lock:
-                    out = self._commit_safely(group, atomic, now)
+            out = self._commit_safely(group, atomic, now)
         except BaseException as exc:
             error = _store_error(exc)
             for w in group:

@@ -403,19 +403,18 @@ def _values_ok(variables: dict[str, Any], limits: Limits) -> bool:
             if not value.isascii() and _SURROGATE.search(value):
                 return False
             continue
+        if not isinstance(value, (dict, list)):
+            continue
+        budget -= len(value)  # counted before the members are looked at
+        if budget < 0:
+            raise _too_many(limits)
         if isinstance(value, list):
-            budget -= len(value)
-            if budget < 0:
-                raise _too_many(limits)
             extend(value)
-        elif isinstance(value, dict):
-            budget -= len(value)
-            if budget < 0:
-                raise _too_many(limits)
-            for name in value:
-                if not name.isascii() and _SURROGATE.search(name):
-                    return False
-            extend(value.values())
+            continue
+        for name in value:
+            if not name.isascii() and _SURROGATE.search(name):
+                return False
+        extend(value.values())
     return True
 
 

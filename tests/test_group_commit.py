@@ -17,7 +17,7 @@ from sqlalchemy import event, text
 
 from ledger.envelope import parse_envelope
 from ledger.errors import RecordRefused, StoreUnavailable
-from ledger.store import Appended, Result, Signed, Store
+from ledger.store import Appended, Result, Signed, Store, WriterStats
 
 
 def _hash(record: Signed) -> str:
@@ -217,3 +217,11 @@ def test_the_writer_counts_what_it_did(world: World) -> None:
     assert after.lock_seconds > before.lock_seconds
     text = after.describe()
     assert f"{after.records:,} records from {after.batches:,} batches" in text
+
+
+def test_a_writer_line_reads_back() -> None:
+    """national.py reads the servers' logged lines back with WriterStats.parse_all."""
+    stats = WriterStats(681, 952, 200_000, 62.84, 50.41)
+    [back] = WriterStats.parse_all(f"INFO: rledger.writer: {stats.describe()}\nother line\n")
+    assert (back.transactions, back.batches, back.records) == (681, 952, 200_000)
+    assert (back.lock_seconds, back.lock_cpu_seconds) == (62.8, 50.4)  # as logged, 0.1 s

@@ -48,7 +48,6 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import statistics
@@ -71,7 +70,7 @@ from server_process import Server, running_server
 from ledger.access import Viewer, read_scope
 from ledger.database import database_url, make_engine, migrate
 from ledger.signing import b64url_decode, key_id, load_public_key, record_hash
-from ledger.store import Appended, Signed, Store
+from ledger.store import Appended, Signed, Store, WriterStats
 from ledger.tokens import issue_token
 
 # --- targets (issue numbers as `issues show N`) ---------------------------------------------
@@ -1190,22 +1189,17 @@ def run_engine(
     finish(engine, url_kept, work, args, results, raws)
 
 
-_WRITER = re.compile(
-    r"writer: ([\d,]+) records from ([\d,]+) batches in ([\d,]+) transactions; "
-    r"writer lock held ([\d.]+) s \(([\d.]+) s of it on the CPU\)"
-)
-
-
 def writer_stats(log: str, ingest_row: dict[str, Any]) -> dict[str, float] | None:
     """The server processes' ``writer:`` lines (schema/app.py logs ledger.store.WriterStats
     when it stops), summed: how long the writer lock was held a record, how much of that
     on the CPU, and the share of the ingest's wall time it was held (by one process or
     another: the lock is one)."""
-    found = [m.groups() for m in _WRITER.finditer(log)]
+    found = WriterStats.parse_all(log)
     if not found:
         return None
-    records, batches, txs = (sum(int(g[i].replace(",", "")) for g in found) for i in range(3))
-    held, cpu = (sum(float(g[i]) for g in found) for i in (3, 4))
+    records = sum(w.records for w in found)
+    batches, txs = sum(w.batches for w in found), sum(w.transactions for w in found)
+    held, cpu = sum(w.lock_seconds for w in found), sum(w.lock_cpu_seconds for w in found)
     if not records:
         return None
     return {
