@@ -31,6 +31,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from schema.errors import ApiError, coded_errors
+from schema.execution import LedgerExecutionContext
 from schema.limits import QueryLimits
 from schema.mutations import Mutation
 from schema.queries import Query
@@ -94,4 +95,5 @@ schema = LedgerSchema(
     mutation=Mutation,
     extensions=[QueryLimits, ParserCache, ValidationCache],
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    execution_context_class=LedgerExecutionContext,
 )
