@@ -55,7 +55,7 @@ from ledger.checkpoints import (
     verifier_key,
     verify_checkpoint,
 )
-from ledger.database import is_sqlite
+from ledger.database import driver_rows, is_sqlite
 from ledger.errors import StoreUnavailable
 from ledger.signing import key_id, public_key_bytes
 from ledger.tables import checkpoints, ledger_meta, merkle_hashes, records
@@ -88,19 +88,20 @@ class ProofUnavailable(ValueError):
 
 
 def _fetch(conn: Connection, ids: Sequence[int]) -> dict[int, bytes]:
-    """Driver-level SQL (no statement compiler): this read is most of a proof's cost."""
+    """On the driver's own cursor (:func:`~ledger.database.driver_rows`): this read is most
+    of a proof's cost. PostgreSQL takes a chunk of ids as one array parameter."""
     found: dict[int, bytes] = {}
     sqlite = conn.dialect.name == "sqlite"
     for start in range(0, len(ids), IN_CHUNK):
         chunk = list(ids[start : start + IN_CHUNK])
         if sqlite:
             sql = f"SELECT id, hash FROM merkle_hashes WHERE id IN ({','.join('?' * len(chunk))})"
-            rows = conn.exec_driver_sql(sql, tuple(chunk))
-        else:  # PostgreSQL: one array parameter
-            rows = conn.exec_driver_sql(
-                "SELECT id, hash FROM merkle_hashes WHERE id = ANY(%s)", (chunk,)
+            rows = driver_rows(conn, sql, chunk)
+        else:
+            rows = driver_rows(
+                conn, "SELECT id, hash FROM merkle_hashes WHERE id = ANY(%s)", [chunk]
             )
-        for i, h in rows.all():  # one fetchall: iterating fetched the rows one call each
+        for i, h in rows:
             found[int(i)] = bytes(h)
     return found
 

@@ -53,6 +53,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.sql.selectable import CTE
 
 from ledger.access import Ground, ReadScope
+from ledger.database import driver_rows
 from ledger.envelope import REGION_RE
 from ledger.errors import LedgerError, StoreUnavailable
 from ledger.rows import chunks, lot_from_row, org_from_row
@@ -327,27 +328,29 @@ def records_by_hash(
     out: dict[str, StoredRecord] = {}
     for chunk in chunks(sorted(wanted), IN_CHUNK):
         if scope.everything:
-            rows: Iterable[Any] = _records_by_prefix(conn, sorted({h[:16] for h in chunk}))
+            found = map(StoredRecord.from_columns, _records_by_prefix(conn, chunk))
         else:
             q = select(records).where(by_hash_prefix(chunk), record_visible(scope, records))
-            rows = conn.execute(q).all()
-        for row in rows:
-            if row.hash in wanted:  # the index matches 16 hex digits; keep exact matches
-                out[row.hash] = StoredRecord.from_row(row)
+            found = map(StoredRecord.from_row, conn.execute(q).all())
+        for rec in found:
+            if rec.hash in wanted:  # the index matches 16 hex digits; keep exact matches
+                out[rec.hash] = rec
     return out
 
 
-def _records_by_prefix(conn: Connection, prefixes: Sequence[str]) -> Sequence[Row[Any]]:
-    """Whole records whose hash starts with one of ``prefixes`` (16 hex digits each), through
-    ix_records_hash16: ``substr(hash, 1, 16)`` written exactly as the index's expression,
-    the 1 and 16 in the text (see :func:`ledger.tables.by_hash_prefix`)."""
+def _records_by_prefix(conn: Connection, hashes: Sequence[str]) -> list[Sequence[Any]]:
+    """Whole records (their columns in table order) whose hash starts as one of ``hashes``
+    does (16 hex digits), on the driver's own cursor (:func:`ledger.database.driver_rows`),
+    through ix_records_hash16: ``substr(hash, 1, 16)`` written exactly as the index's
+    expression, the 1 and 16 in the text (see :func:`ledger.tables.by_hash_prefix`)."""
+    prefixes = sorted({h[:16] for h in hashes})
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     columns = ", ".join(c.name for c in records.columns)
     sql = (
         f"SELECT {columns} FROM records "
         f"WHERE substr(hash, 1, 16) IN ({', '.join([mark] * len(prefixes))})"
     )
-    return conn.exec_driver_sql(sql, tuple(prefixes)).all()
+    return driver_rows(conn, sql, prefixes)
 
 
 def records_by_seq(

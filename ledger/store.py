@@ -196,6 +196,14 @@ class StoredRecord:
             r.sig,
         )
 
+    @staticmethod
+    def from_columns(r: Sequence[Any]) -> StoredRecord:
+        """From a driver's row of ``records``' columns in the table's order."""
+        seq, id, hash, type, actor, key, at, recorded_at, canonical, sig = r
+        return StoredRecord(
+            int(seq), id, hash, type, actor, key, at, recorded_at, bytes(canonical), sig
+        )
+
 
 def now_utc() -> datetime:
     return datetime.now(UTC)

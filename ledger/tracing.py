@@ -47,6 +47,7 @@ from ledger import queries
 from ledger.access import Ground, ReadScope
 from ledger.battery_codes import BatteryCodeError, Scheme, classify_unit_code
 from ledger.content import POST, PRE
+from ledger.database import driver_rows
 from ledger.queries import IN_CHUNK, Direction, QueryRefused, lot_visible
 from ledger.recycled_content import (
     Finding,
@@ -254,7 +255,7 @@ def _level_reader(
     each with its far lot's id and ``visible`` flag, never to a void lot, in (seq, parent,
     child) order per :data:`~ledger.queries.IN_CHUNK` lots (as ``ledger.queries.lineage``).
     The statement is built once per walk; for a reader of everything, whose statement has no
-    access expression, it is plain SQL on the driver's cursor (:func:`_raw`). :func:`walk`
+    access expression, it is plain SQL on the driver's cursor (:func:`~ledger.database.driver_rows`). :func:`walk`
     uses it only when the reach is too large for :func:`_prefetched`."""
     near, far_end = ("child", "parent") if direction is Direction.UPSTREAM else ("parent", "child")
     if access.scope.everything:
@@ -270,7 +271,9 @@ def _level_reader(
         def plain(frontier: Sequence[str]) -> list[Any]:
             rows: list[Any] = []
             for chunk in chunks(sorted(frontier), IN_CHUNK):
-                rows.extend(_raw(conn, text.format(ids=", ".join([mark] * len(chunk))), chunk))
+                rows.extend(
+                    driver_rows(conn, text.format(ids=", ".join([mark] * len(chunk))), chunk)
+                )
             return rows
 
         return plain
@@ -358,7 +361,7 @@ def _prefetched(
     far lot from one more statement per :data:`~ledger.queries.IN_CHUNK` lots
     (:func:`~ledger.queries.lot_visible`, as :meth:`_Access.flag`)."""
     bound = max(1, REACH_PER_LOT * max_lots)
-    rows = _raw(conn, _reach_sql(direction, _mark(conn)), [root, max_depth, bound])
+    rows = driver_rows(conn, _reach_sql(direction, _mark(conn)), [root, max_depth, bound])
     if rows and int(rows[0][0]) >= bound:
         return None
     if access.scope.everything:
@@ -559,6 +562,18 @@ def proof_records(conn: Connection, found: Walk) -> list[tuple[int, str]]:
     cutoff: dict[str, int] = {}
     for step in found.steps:
         cutoff[step.parent] = max(cutoff.get(step.parent, 0), step.seq)
+    if conn.dialect.name in ONE_STATEMENT_WALKS:  # the cut-offs in the statement
+        ids = sorted(set(found.lots))
+        upto = [_ALL_SEQS if x == found.root else cutoff.get(x, 0) for x in ids]
+        rows = driver_rows(conn, _PROOF_RECORDS_PG, [ids, upto])
+        return [(int(seq), digest) for seq, digest in rows]
+    return _proof_records_filtered(conn, found, cutoff)
+
+
+def _proof_records_filtered(
+    conn: Connection, found: Walk, cutoff: dict[str, int]
+) -> list[tuple[int, str]]:
+    """:func:`proof_records` on SQLite: every record of the lots, cut off here."""
     wanted: dict[int, str] = {}
     sql = (
         "SELECT lr.lot, lr.seq, r.hash FROM lot_records lr JOIN records r ON r.seq = lr.seq "
@@ -568,6 +583,17 @@ def proof_records(conn: Connection, found: Walk) -> list[tuple[int, str]]:
         if lot == found.root or seq <= cutoff.get(lot, 0):
             wanted[int(seq)] = digest
     return sorted(wanted.items())
+
+
+_ALL_SEQS = 2**63 - 1  # the root's cut-off: all of its records
+# Each lot's records up to its cut-off (lot_records' primary key is (lot, seq)), each record
+# once (a flow's record changed both its lots), then their hashes: on 1,000,000 records, a
+# proof of 1,696 lots read 6,027 rows and kept 4,287 of them; this reads the 4,287 records.
+_PROOF_RECORDS_PG = (
+    "SELECT r.seq, r.hash FROM records r WHERE r.seq IN ("
+    "SELECT lr.seq FROM unnest(%s::varchar[], %s::bigint[]) AS w(lot, upto) "
+    "JOIN lot_records lr ON lr.lot = w.lot AND lr.seq <= w.upto) ORDER BY r.seq"
+)
 
 
 def proof_lots(conn: Connection, ids: Sequence[str]) -> list[ProofLot]:
@@ -633,18 +659,6 @@ def _mark(conn: Connection) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
-def _raw(conn: Connection, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
-    """Rows of ``sql`` on the driver's own cursor (see :func:`_bulk` for why)."""
-    raw = conn.connection.dbapi_connection
-    assert raw is not None  # an open connection
-    cursor = raw.cursor()
-    try:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
 def _bulk(conn: Connection, sql: str, ids: Sequence[str]) -> list[Sequence[Any]]:
     """Rows of ``sql`` for ``ids`` on the driver's own cursor; ``{ids}`` in ``sql`` stands
     for the test of a column against them (``lr.lot {ids}``). On PostgreSQL one statement,
@@ -666,10 +680,10 @@ def _bulk(conn: Connection, sql: str, ids: Sequence[str]) -> list[Sequence[Any]]
     if not wanted:
         return []
     if conn.dialect.paramstyle != "qmark":
-        return _raw(conn, sql.format(ids="IN (SELECT unnest(%s::varchar[]))"), [wanted])
+        return driver_rows(conn, sql.format(ids="IN (SELECT unnest(%s::varchar[]))"), [wanted])
     out: list[Sequence[Any]] = []
     for chunk in chunks(wanted, IN_CHUNK):
-        out.extend(_raw(conn, sql.format(ids=f"IN ({', '.join('?' * len(chunk))})"), chunk))
+        out.extend(driver_rows(conn, sql.format(ids=f"IN ({', '.join('?' * len(chunk))})"), chunk))
     return out
 
 

@@ -37,9 +37,10 @@ import httpx
 import pytest
 from alembic import command
 from conftest import World, fixed_key
+from driver_statements import driver_statements
 from read_network import Api
 from server_process import running_server
-from sqlalchemy import Engine, delete, event, func, inspect, select, update
+from sqlalchemy import Engine, delete, func, inspect, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -136,20 +137,14 @@ def test_every_proof_of_every_size_verifies_and_costs_one_statement(ledger: Worl
     leaves = leaves_of(ledger)
     n = len(leaves)
     engine = ledger.store.engine
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(args[2])
-
-    with engine.connect() as conn:
+    # Counted below SQLAlchemy: the proof reads on the driver's own cursor.
+    with driver_statements(engine) as statements, engine.connect() as conn:
         for size in range(1, n + 1):
             root = merkle.root_of(leaves[:size])
             assert merkle_log.root_at(conn, size) == root
             for index in range(size):
                 statements.clear()
-                event.listen(engine, "before_cursor_execute", count)
                 proof = merkle_log.inclusion_at(conn, index, size)
-                event.remove(engine, "before_cursor_execute", count)
                 assert merkle.verify_inclusion(index, size, leaves[index], proof, root)
                 # Every stored hash the proof needs, and the last leaf of the tree (its
                 # presence shows the log is that large), in one statement.
@@ -164,12 +159,11 @@ def test_many_proofs_from_one_read(ledger: World) -> None:
     """A bundle's proofs: every leaf of the tree of 8 from one statement, each equal to the
     proof asked alone."""
     engine = ledger.store.engine
-    statements: list[str] = []
-    with engine.connect() as conn:
+    with driver_statements(engine) as statements, engine.connect() as conn:
         alone = {i: merkle_log.inclusion_at(conn, i, 8) for i in range(8)}
-        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        statements.clear()
         many = merkle_log.inclusions_at(conn, [7, 0, 3, 3, 1, 2, 4, 5, 6], 8)
-    assert many == alone and len(statements) == 1
+    assert many == alone and len(statements) == 1, statements
     with engine.connect() as conn, pytest.raises(ProofUnavailable, match="seq 9"):
         merkle_log.inclusions_at(conn, [0, 8], 8)
 

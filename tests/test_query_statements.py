@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import World
+from driver_statements import driver_statements
 from read_network import COLL_A, MAKER, REGULATOR, Api, build_network
 from sqlalchemy import event
 
@@ -86,50 +87,8 @@ def test_a_page_costs_a_fixed_number_of_statements(world: World, who: str) -> No
 
 # --- tracing and proofs: one statement a walk, whatever its depth -----------------------------
 #
-# ledger/tracing.py and ledger/merkle_log.py read partly on the driver's own cursor (no
-# SQLAlchemy events), so these tests count what the driver is asked to run: SQLite's trace
-# callback, and on PostgreSQL a psycopg cursor class that notes each statement, both put on
-# every connection checked out while counting. BEGIN (SQLite) and the pool's ping (``;``,
-# psycopg) are left out.
-
-
-@contextmanager
-def driver_statements(world: World) -> Iterator[list[str]]:
-    engine = world.store.engine
-    seen: list[str] = []
-    hooked: list[Any] = []
-
-    def note(statement: object) -> None:
-        text = str(statement).strip()
-        if text.upper() not in ("BEGIN", "BEGIN DEFERRED", "SELECT 1", ";", "COMMIT", "ROLLBACK"):
-            seen.append(text)
-
-    def install(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-        hooked.append(dbapi_conn)
-        if hasattr(dbapi_conn, "set_trace_callback"):  # sqlite3
-            dbapi_conn.set_trace_callback(note)
-            return
-        import psycopg
-
-        class Noting(psycopg.Cursor):
-            def execute(self, query: Any, *args: Any, **kw: Any) -> Any:
-                note(query)
-                return super().execute(query, *args, **kw)
-
-        dbapi_conn.cursor_factory = Noting
-
-    event.listen(engine, "checkout", install)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "checkout", install)
-        for c in hooked:
-            if hasattr(c, "set_trace_callback"):
-                c.set_trace_callback(None)
-            else:
-                import psycopg
-
-                c.cursor_factory = psycopg.Cursor
+# Counted below SQLAlchemy (tests/driver_statements.py): these reads run partly on the
+# driver's own cursor.
 
 
 def scope_of(org: str) -> Any:
@@ -168,7 +127,10 @@ def test_a_walk_is_one_statement_whatever_its_depth(
     def counts(org: str, lot: str, way: Direction) -> tuple[list[int], list[int]]:
         depths, statements = [], []
         for max_depth in (1, 2, 50):
-            with driver_statements(world) as seen, world.store.engine.connect() as conn:
+            with (
+                driver_statements(world.store.engine) as seen,
+                world.store.engine.connect() as conn,
+            ):
                 found = tracing.walk(conn, scope_of(org), lot, way, max_depth)
             statements.append(len(seen))
             depths.append(found.depth)
@@ -221,11 +183,11 @@ def test_a_walk_too_large_for_one_read_walks_level_by_level_alike(
 
     engine = loop.world.store.engine.dialect.name
     monkeypatch.setattr(tracing, "ONE_STATEMENT_WALKS", frozenset({engine}))
-    with driver_statements(loop.world) as seen:
+    with driver_statements(loop.world.store.engine) as seen:
         at_once = walks()
     assert len([s for s in seen if "WITH RECURSIVE reach" in s]) == len(cases)
     monkeypatch.setattr(tracing, "REACH_PER_LOT", 0)  # a bound of 1 row: always too large
-    with driver_statements(loop.world) as seen:
+    with driver_statements(loop.world.store.engine) as seen:
         by_level = walks()
     assert by_level == at_once
     levels = [s for s in seen if "WITH RECURSIVE" not in s]
@@ -248,17 +210,17 @@ def test_a_battery_and_a_proof_cost_a_fixed_number_of_statements(loop: Any) -> N
     world = loop.world
     by_level = world.store.engine.dialect.name == "sqlite"
     regulator = scope_of(REGULATOR)
-    with driver_statements(world) as seen, world.store.engine.connect() as conn:
+    with driver_statements(world.store.engine) as seen, world.store.engine.connect() as conn:
         b = tracing.battery(conn, regulator, B11)
     assert b is not None and b.complete and len(b.downstream) == 9
     assert len(seen) == (10 if by_level else 5), seen
-    with driver_statements(world) as seen, world.store.engine.connect() as conn:
+    with driver_statements(world.store.engine) as seen, world.store.engine.connect() as conn:
         p = tracing.content_proof(conn, regulator, "lot:cathode")
     assert p is not None and p.complete and len(p.lots) == 11 and p.depth == 6
     assert len(seen) == (10 if by_level else 4), seen
     size = world.store.last_seq()
     digest = loop.hashes["packs.split"]
-    with driver_statements(world) as seen, world.store.engine.connect() as conn:
+    with driver_statements(world.store.engine) as seen, world.store.engine.connect() as conn:
         rec = records_by_hash(conn, regulator, [digest])[digest]
         proof = merkle_log.inclusion_for_record(conn, rec.hash, rec.seq, size)
     assert proof.leaf_index == loop.seqs["packs.split"] - 1
@@ -287,12 +249,12 @@ def test_the_api_reads_a_proof_and_a_battery_in_a_few_statements(loop: Any) -> N
     by_level = world.store.engine.dialect.name == "sqlite"
     api = Api(world, token_ttl=60)
     api.ok(REGULATOR, "{ organisations { id } }")  # warm-up: the token check is cached
-    with driver_statements(world) as seen:
+    with driver_statements(world.store.engine) as seen:
         rc = api.ok(REGULATOR, RC_PROOF, lot="lot:cathode")["recoveredContent"]
     assert rc["proof"]["complete"] and rc["proof"]["depth"] == 6
     assert len(rc["proof"]["recordHashes"]) > 20
     assert len(seen) == (9 if by_level else 3), seen
-    with driver_statements(world) as seen:
+    with driver_statements(world.store.engine) as seen:
         b = api.ok(REGULATOR, BATTERY, code=B11)["battery"]
     assert b["complete"] and len(b["downstream"]) == 9
     assert len(seen) == (11 if by_level else 6), seen
