@@ -581,6 +581,19 @@ class PostgresEngine(Engine):
             engine.dispose()
         return out
 
+    def settle(self, url: str) -> None:
+        """``VACUUM (ANALYZE)`` after the load, as PostgreSQL's manual advises after a bulk
+        load ("Populating a Database": run ANALYZE afterwards): fresh statistics and the
+        visibility map, so the query rows are not measured while autovacuum catches up."""
+        engine = make_engine(url, isolation_level="AUTOCOMMIT")
+        t0 = time.perf_counter()
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("VACUUM (ANALYZE)")
+        finally:
+            engine.dispose()
+        say(f"postgres: VACUUM (ANALYZE) after the load took {time.perf_counter() - t0:.0f} s")
+
     def wal_lsn(self) -> str:
         engine = make_engine(self.admin)
         try:
@@ -1235,6 +1248,8 @@ def post_ingest(
     key = f"{engine.name}:queries"
     if key in results:
         return
+    if isinstance(engine, PostgresEngine):
+        engine.settle(url)
     say(f"{engine.name}: picking query targets from the ledger ...")
     targets = pick_targets(url, args.seed)
     say(
