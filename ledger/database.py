@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 DEFAULT_DB = "rledger.db"
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
@@ -69,13 +70,22 @@ def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Seque
     cursor, in ``conn``'s transaction: no statement compiler, no parameter processing, no
     ``Row`` objects. For the hot reads of proofs and walks, where SQLAlchemy's share is
     most of the cost: on PostgreSQL over loopback TCP ``SELECT 1`` takes 0.25 ms this way and
-    0.39 ms through ``exec_driver_sql``. Errors are the driver's own, unwrapped."""
+    0.39 ms through ``exec_driver_sql`` (docs/adr/0008-hot-reads-below-sqlalchemy.md).
+
+    A driver error is raised as SQLAlchemy would have raised it (``OperationalError`` and
+    the rest of ``DBAPIError``'s tree, no parameters in it), so the store's retry rules see
+    the same errors either way."""
     raw = conn.connection.dbapi_connection
     assert raw is not None  # an open connection
+    base = conn.dialect.loaded_dbapi.Error
     cursor = raw.cursor()
     try:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
+    except base as exc:
+        raise DBAPIError.instance(
+            sql, None, exc, base, hide_parameters=True, dialect=conn.dialect
+        ) from exc
     finally:
         cursor.close()
 

@@ -258,3 +258,21 @@ def test_the_api_reads_a_proof_and_a_battery_in_a_few_statements(loop: Any) -> N
         b = api.ok(REGULATOR, BATTERY, code=B11)["battery"]
     assert b["complete"] and len(b["downstream"]) == 9
     assert len(seen) == (11 if by_level else 6), seen
+
+
+def test_a_driver_error_below_sqlalchemy_is_raised_as_sqlalchemys(world: World) -> None:
+    """ledger.database.driver_rows raises what exec_driver_sql would (DBAPIError's tree,
+    parameters hidden), so the store's retry rules (ledger/store.py, _store_error) and
+    the API's error codes see the same errors on both paths."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ledger.database import driver_rows
+
+    mark = "?" if world.store.engine.dialect.paramstyle == "qmark" else "%s"
+    with world.store.engine.connect() as conn, pytest.raises(DBAPIError) as below:
+        driver_rows(conn, f"SELECT nope FROM records WHERE hash = {mark}", ["secret-value"])
+    with world.store.engine.connect() as conn, pytest.raises(DBAPIError) as above:
+        conn.exec_driver_sql(f"SELECT nope FROM records WHERE hash = {mark}", ("secret-value",))
+    assert type(below.value) is type(above.value)
+    assert type(below.value.orig) is type(above.value.orig)
+    assert "secret-value" not in str(below.value)
