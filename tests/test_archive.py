@@ -32,6 +32,7 @@ import pytest
 from conftest import World, fixed_key
 from postgres_server import create_database, drop_database
 from sqlalchemy import select
+from test_tamper import record_the_story
 
 from ledger.archive import ArchiveError, export_ledger, import_ledger, target_records
 from ledger.checkpoints import verifier_key
@@ -48,24 +49,7 @@ _names = itertools.count()
 
 
 def build_source(world: World) -> None:
-    a = world.admit("org:collector", ["collector"])  # 2, 3
-    b = world.admit("org:recycler", ["recycler"])  # 4, 5
-    world.create(a, "lot:a", 1_000_000, elements={"Cu": 1_000})  # 6
-    transfer = {"lot": "lot:a", "to": b.actor, "mass_g": 1_000_000}
-    world.ok(a.record("transfer", transfer, world.heads("lot:a")))  # 7
-    world.ok(b.record("receive", {"lot": "lot:a", "mass_g": 998_500}, world.heads("lot:a")))  # 8
-    parts = [{"lot": "lot:a1", "mass_g": 600_000}, {"lot": "lot:a2", "mass_g": 398_500}]
-    world.ok(b.record("split", {"lot": "lot:a", "parts": parts}, world.heads("lot:a")))  # 9
-    shred = {
-        "process": "shredding",
-        "inputs": [{"lot": "lot:a1", "mass_g": 600_000}],
-        "outputs": [{"lot": "lot:s", "material": "steel.shredded", "mass_g": 590_000}],
-        "loss_g": 10_000,
-    }
-    world.ok(b.record("transform", shred, world.heads("lot:a1")))  # 10
-    dispose = {"lot": "lot:a2", "mass_g": 398_500, "method": "landfill"}
-    world.ok(b.record("dispose", dispose, world.heads("lot:a2")))  # 11
-    world.ok(b.record("status", {"lot": "lot:s", "status": "stored"}, world.heads("lot:s")))  # 12
+    _, b = record_the_story(world)  # seq 2-12
     signer = Checkpointer(world.store.engine, LEDGER_KEY, clock=lambda: 1_780_000_000)
     assert signer.checkpoint().size == 12
     halves = [{"lot": "lot:s1", "mass_g": 295_000}, {"lot": "lot:s2", "mass_g": 295_000}]

@@ -21,8 +21,6 @@ notes: two statements by the ledger's key that can't both be true.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +29,13 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import World, fixed_key
+from operator_tampering import around_triggers
 from server_process import running_server
-from sqlalchemy import Engine, delete, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import delete, update
 
 from ledger import merkle_log
 from ledger.canonical import canonical_bytes
 from ledger.checkpoints import verify_checkpoint
-from ledger.database import is_sqlite
 from ledger.merkle_log import Checkpointer
 from ledger.signing import public_key_bytes, record_hash
 from ledger.tables import checkpoints, ledger_meta, records
@@ -71,27 +68,6 @@ def asgi_client(app: Any, token: str) -> LedgerClient:
 
     http = httpx.Client(transport=httpx.MockTransport(handle), base_url=URL)
     return LedgerClient(token=token, client=http)
-
-
-@contextmanager
-def around_triggers(engine: Engine, table: str) -> Iterator[Connection]:
-    """What a malicious operator does: one transaction in which ``table``'s append-only
-    triggers are dropped (SQLite; put back after) or do not fire (PostgreSQL)."""
-    with engine.begin() as conn:
-        if is_sqlite(engine):
-            saved = conn.exec_driver_sql(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
-                (table,),
-            ).all()
-            assert saved, f"{table} has no triggers"
-            for name, _ in saved:
-                conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
-            yield conn
-            for _, sql in saved:
-                conn.exec_driver_sql(sql)
-        else:
-            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
-            yield conn
 
 
 def rewrite_create(world: World, seq: int) -> None:

@@ -28,8 +28,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +36,10 @@ import pytest
 from alembic import command
 from conftest import World, fixed_key
 from driver_statements import driver_statements
+from operator_tampering import around_triggers
 from read_network import Api
 from server_process import running_server
 from sqlalchemy import Engine, delete, func, inspect, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from ledger import merkle, merkle_log
@@ -79,26 +77,6 @@ def leaves_of(world: World) -> list[bytes]:
 def stored_count(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(merkle_hashes)).scalar_one())
-
-
-@contextmanager
-def around_triggers(engine: Engine, table: str) -> Iterator[Connection]:
-    """One committed transaction in which ``table``'s append-only triggers do not fire."""
-    with engine.begin() as conn:
-        if is_sqlite(engine):
-            saved = conn.exec_driver_sql(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
-                (table,),
-            ).all()
-            assert saved, f"{table} has no triggers"
-            for name, _ in saved:
-                conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
-            yield conn
-            for _, sql in saved:
-                conn.exec_driver_sql(sql)
-        else:
-            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
-            yield conn
 
 
 # --- the tree grows with the log, in the same transaction ----------------------------

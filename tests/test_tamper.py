@@ -28,6 +28,7 @@ from alembic.script import ScriptDirectory
 from conftest import World, make_world
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from operator_tampering import around_triggers
 from postgres_server import create_database, drop_database
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.engine import Connection
@@ -73,6 +74,14 @@ class Ledger:
 
 def build(url: str) -> Ledger:
     world = make_world(url)  # seq 1: genesis
+    record_the_story(world)
+    return Ledger(world, list(world.store.records()))
+
+
+def record_the_story(world: World) -> tuple[Signer, Signer]:
+    """Seq 2-12 after the genesis (TYPES): two organisations, and a lot received, split,
+    shredded, disposed of and stored; their signers (collector, recycler). test_archive
+    goes on from it."""
     a = world.admit("org:collector", ["collector"])  # 2, 3
     b = world.admit("org:recycler", ["recycler"])  # 4, 5
     world.create(a, "lot:a", 1_000_000, elements={"Cu": 1_000})  # 6
@@ -91,8 +100,7 @@ def build(url: str) -> Ledger:
     dispose = {"lot": "lot:a2", "mass_g": 398_500, "method": "landfill"}
     world.ok(b.record("dispose", dispose, world.heads("lot:a2")))  # 11
     world.ok(b.record("status", {"lot": "lot:s", "status": "stored"}, world.heads("lot:s")))  # 12
-    originals = list(world.store.records())
-    return Ledger(world, originals)
+    return a, b
 
 
 # The stored records' types, by seq.
@@ -112,24 +120,35 @@ TYPES = [
 ]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def built(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def built_on(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
 ) -> Iterator[Ledger]:
-    """The ledger, built once per engine (the engines of conftest's ``db_url``)."""
+    """The ledger, built on ``request.param``'s engine ("sqlite": a file in a temporary
+    directory; "postgres": database ``name`` on the suite's server), closed and dropped
+    after."""
     admin: str | None = None
     if request.param == "sqlite":
-        url = database_url(str(tmp_path_factory.mktemp("tamper") / "ledger.db"))
+        url = database_url(str(tmp_path_factory.mktemp(name) / "ledger.db"))
     else:
         admin = request.getfixturevalue("pg_admin_url")
-        url = create_database(admin, "tamper")
+        url = create_database(admin, name)
     ledger = build(url)
     try:
         yield ledger
     finally:
         ledger.world.store.close()
         if admin is not None:
-            drop_database(admin, "tamper")
+            drop_database(admin, name)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def built(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Ledger]:
+    """The ledger, built once per engine (the engines of conftest's ``db_url``)."""
+    with built_on(request, tmp_path_factory, "tamper") as ledger:
+        yield ledger
 
 
 @pytest.fixture
@@ -144,26 +163,6 @@ def ledger(built: Ledger) -> Ledger:
 
 
 # --- editing around the triggers -----------------------------------------------------
-
-
-@contextmanager
-def around_triggers(engine: Engine) -> Iterator[Connection]:
-    """One committed transaction in which the records table's triggers do not fire."""
-    with engine.begin() as conn:
-        if is_sqlite(engine):
-            saved = conn.exec_driver_sql(
-                "SELECT name, sql FROM sqlite_master "
-                "WHERE type = 'trigger' AND tbl_name = 'records' ORDER BY name"
-            ).all()
-            assert {name for name, _ in saved} >= set(TRIGGERS["sqlite"])
-            for name, _ in saved:
-                conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
-            yield conn
-            for _, sql in saved:  # SQLite keeps each trigger's CREATE statement verbatim
-                conn.exec_driver_sql(sql)
-        else:
-            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
-            yield conn
 
 
 def restore(ledger: Ledger) -> None:

@@ -18,12 +18,17 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
-from postgres_server import create_database, drop_database
+from operator_tampering import around_triggers
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
-from test_tamper import Ledger, around_triggers, build, flip_digit, restore, set_columns
+from test_tamper import (
+    Ledger,
+    built_on,
+    flip_digit,
+    restore,
+    set_columns,
+)
 
-from ledger.database import database_url
 from ledger.signing import public_key_bytes, record_hash, sign
 from ledger.store import StoredRecord
 from ledger.tables import keys, merkle_hashes
@@ -42,19 +47,8 @@ def pool() -> Iterator[ProcessPoolExecutor]:
 def built(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Ledger]:
-    admin: str | None = None
-    if request.param == "sqlite":
-        url = database_url(str(tmp_path_factory.mktemp("parallel") / "ledger.db"))
-    else:
-        admin = request.getfixturevalue("pg_admin_url")
-        url = create_database(admin, "verify_parallel")
-    ledger = build(url)
-    try:
+    with built_on(request, tmp_path_factory, "verify_parallel") as ledger:
         yield ledger
-    finally:
-        ledger.world.store.close()
-        if admin is not None:
-            drop_database(admin, "verify_parallel")
 
 
 @pytest.fixture
