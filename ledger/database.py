@@ -65,6 +65,11 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def placeholder(bind: Engine | Connection) -> str:
+    """The driver's parameter mark for hand-written SQL: ``?`` (sqlite3) or ``%s`` (psycopg)."""
+    return "?" if bind.dialect.paramstyle == "qmark" else "%s"
+
+
 def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
     """Rows of ``sql`` (in the driver's own paramstyle: ``?`` or ``%s``) on the driver's own
     cursor, in ``conn``'s transaction: no statement compiler, no parameter processing, no

@@ -55,7 +55,7 @@ from ledger.checkpoints import (
     verifier_key,
     verify_checkpoint,
 )
-from ledger.database import driver_rows, is_sqlite
+from ledger.database import driver_rows, is_sqlite, placeholder
 from ledger.errors import StoreUnavailable
 from ledger.signing import key_id, public_key_bytes
 from ledger.tables import checkpoints, ledger_meta, merkle_hashes, records
@@ -144,7 +144,7 @@ def reader(conn: Connection) -> merkle.HashReader:
 
 
 def _insert_sql(conn: Connection) -> str:
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(conn)
     return f"INSERT INTO merkle_hashes (id, hash) VALUES ({mark}, {mark})"
 
 

@@ -53,7 +53,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.sql.selectable import CTE
 
 from ledger.access import Ground, ReadScope
-from ledger.database import driver_rows
+from ledger.database import driver_rows, placeholder
 from ledger.envelope import REGION_RE
 from ledger.errors import LedgerError, StoreUnavailable
 from ledger.rows import chunks, lot_from_row, org_from_row
@@ -320,10 +320,10 @@ def records_by_hash(
 ) -> dict[str, StoredRecord]:
     """The records among ``hashes`` that exist and ``scope`` may read.
 
-    For a reader of everything (no access expression) the statement is plain SQL text
-    (``exec_driver_sql``): no statement compiler, no bound-parameter expansion. It is the
-    first half of every ``inclusionProof``; on PostgreSQL at 200,000 records it took
-    0.29 ms instead of 0.48 ms (the proof's own read is about 0.5 ms)."""
+    For a reader of everything (no access expression) the statement is plain SQL text on
+    the driver's own cursor (:func:`_records_by_prefix`): no statement compiler, no
+    bound-parameter expansion, no ``Row`` objects. It is the first half of every
+    ``inclusionProof`` (docs/adr/0008-hot-reads-below-sqlalchemy.md)."""
     wanted = {h for h in hashes if isinstance(h, str) and len(h) == 64}
     out: dict[str, StoredRecord] = {}
     for chunk in chunks(sorted(wanted), IN_CHUNK):
@@ -344,7 +344,7 @@ def _records_by_prefix(conn: Connection, hashes: Sequence[str]) -> list[Sequence
     through ix_records_hash16: ``substr(hash, 1, 16)`` written exactly as the index's
     expression, the 1 and 16 in the text (see :func:`ledger.tables.by_hash_prefix`)."""
     prefixes = sorted({h[:16] for h in hashes})
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(conn)
     columns = ", ".join(c.name for c in records.columns)
     sql = (
         f"SELECT {columns} FROM records "

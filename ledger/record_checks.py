@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from ledger.database import make_engine
+from ledger.database import make_engine, placeholder
 from ledger.envelope import Envelope, parse_envelope
 from ledger.errors import RecordRefused
 from ledger.signing import (
@@ -166,14 +166,10 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def _mark(engine: Engine) -> str:
-    return "?" if engine.dialect.paramstyle == "qmark" else "%s"
-
-
 def read_stored(engine: Engine, first: int, count: int) -> list[tuple[Any, ...]]:
     """Up to ``count`` stored records from seq ``first`` on, in order (driver-level SQL):
     (seq, id, hash, type, actor, key, at, recorded_at, canonical, sig)."""
-    m = _mark(engine)
+    m = placeholder(engine)
     sql = (
         "SELECT seq, id, hash, type, actor, key, at, recorded_at, canonical, sig FROM records "
         f"WHERE seq >= {m} ORDER BY seq LIMIT {m}"
@@ -186,7 +182,7 @@ def _load_stored_keys(engine: Engine, wanted: set[str]) -> None:
     missing = sorted(k for k in wanted if k not in _keys)
     if not missing:
         return
-    m = _mark(engine)
+    m = placeholder(engine)
     found: list[bytes] = []
     with engine.connect() as conn:
         for start in range(0, len(missing), 500):

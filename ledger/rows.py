@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
+from ledger.database import placeholder
 from ledger.envelope import Envelope
 from ledger.errors import RecordRefused
 from ledger.signing import Ed25519PublicKey, load_public_key
@@ -318,7 +319,7 @@ class Statements:
     """The append path's SQL, in the driver's own parameter style (no ORM, no compiler)."""
 
     def __init__(self, engine: Engine) -> None:
-        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        mark = placeholder(engine)
 
         def insert_sql(table: Any) -> str:
             cols = [c.name for c in table.columns]

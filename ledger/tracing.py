@@ -47,7 +47,7 @@ from ledger import queries
 from ledger.access import Ground, ReadScope
 from ledger.battery_codes import BatteryCodeError, Scheme, classify_unit_code
 from ledger.content import POST, PRE
-from ledger.database import driver_rows
+from ledger.database import driver_rows, placeholder
 from ledger.queries import IN_CHUNK, Direction, QueryRefused, lot_visible
 from ledger.recycled_content import (
     Finding,
@@ -255,8 +255,9 @@ def _level_reader(
     each with its far lot's id and ``visible`` flag, never to a void lot, in (seq, parent,
     child) order per :data:`~ledger.queries.IN_CHUNK` lots (as ``ledger.queries.lineage``).
     The statement is built once per walk; for a reader of everything, whose statement has no
-    access expression, it is plain SQL on the driver's cursor (:func:`~ledger.database.driver_rows`). :func:`walk`
-    uses it only when the reach is too large for :func:`_prefetched`."""
+    access expression, it is plain SQL on the driver's cursor
+    (:func:`~ledger.database.driver_rows`). On PostgreSQL :func:`walk` uses it only when the
+    reach is too large for :func:`_prefetched`."""
     near, far_end = ("child", "parent") if direction is Direction.UPSTREAM else ("parent", "child")
     if access.scope.everything:
         text = (
@@ -266,7 +267,7 @@ def _level_reader(
             f"WHERE e.{near} IN ({{ids}}) AND far.status <> '{VOID}' "
             "ORDER BY e.seq, e.parent, e.child"
         )
-        mark = _mark(conn)
+        mark = placeholder(conn)
 
         def plain(frontier: Sequence[str]) -> list[Any]:
             rows: list[Any] = []
@@ -361,7 +362,7 @@ def _prefetched(
     far lot from one more statement per :data:`~ledger.queries.IN_CHUNK` lots
     (:func:`~ledger.queries.lot_visible`, as :meth:`_Access.flag`)."""
     bound = max(1, REACH_PER_LOT * max_lots)
-    rows = driver_rows(conn, _reach_sql(direction, _mark(conn)), [root, max_depth, bound])
+    rows = driver_rows(conn, _reach_sql(direction, placeholder(conn)), [root, max_depth, bound])
     if rows and int(rows[0][0]) >= bound:
         return None
     if access.scope.everything:
@@ -559,21 +560,26 @@ def proof_records(conn: Connection, found: Walk) -> list[tuple[int, str]]:
     post-consumer). The lots were found readable by the walk, so their records are readable
     (ledger/access.py: a record that changed a lot the viewer may read).
     """
+    if conn.dialect.name not in ONE_STATEMENT_WALKS:
+        return _proof_records_filtered(conn, found)
+    cutoff = _cutoffs(found)  # in the statement
+    ids = sorted(set(found.lots))
+    upto = [_ALL_SEQS if x == found.root else cutoff.get(x, 0) for x in ids]
+    rows = driver_rows(conn, _PROOF_RECORDS_PG, [ids, upto])
+    return [(int(seq), digest) for seq, digest in rows]
+
+
+def _cutoffs(found: Walk) -> dict[str, int]:
+    """Each upstream lot's cut-off: the seq of the last flow out of it that the walk shows."""
     cutoff: dict[str, int] = {}
     for step in found.steps:
         cutoff[step.parent] = max(cutoff.get(step.parent, 0), step.seq)
-    if conn.dialect.name in ONE_STATEMENT_WALKS:  # the cut-offs in the statement
-        ids = sorted(set(found.lots))
-        upto = [_ALL_SEQS if x == found.root else cutoff.get(x, 0) for x in ids]
-        rows = driver_rows(conn, _PROOF_RECORDS_PG, [ids, upto])
-        return [(int(seq), digest) for seq, digest in rows]
-    return _proof_records_filtered(conn, found, cutoff)
+    return cutoff
 
 
-def _proof_records_filtered(
-    conn: Connection, found: Walk, cutoff: dict[str, int]
-) -> list[tuple[int, str]]:
+def _proof_records_filtered(conn: Connection, found: Walk) -> list[tuple[int, str]]:
     """:func:`proof_records` on SQLite: every record of the lots, cut off here."""
+    cutoff = _cutoffs(found)
     wanted: dict[int, str] = {}
     sql = (
         "SELECT lr.lot, lr.seq, r.hash FROM lot_records lr JOIN records r ON r.seq = lr.seq "
@@ -653,10 +659,6 @@ def _quoted(text: str) -> str:
     """``text`` as a JSON string. Ids (``[A-Za-z0-9._:-]``, DESIGN.md "Records"), material
     codes and hex hashes need no escaping; anything else goes through ``json.dumps``."""
     return f'"{text}"' if _PLAIN.fullmatch(text) else json.dumps(text)
-
-
-def _mark(conn: Connection) -> str:
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
 def _bulk(conn: Connection, sql: str, ids: Sequence[str]) -> list[Sequence[Any]]:
