@@ -33,6 +33,7 @@ from sqlalchemy.types import LargeBinary
 
 from ledger import rules
 from ledger.checkpoints import CheckpointError, verify_checkpoint
+from ledger.collector import paused_cycle_collector
 from ledger.envelope import Envelope, parse_at
 from ledger.errors import RecordRefused
 from ledger.merkle_log import TreeChecker, all_checkpoints, rebuild_tree
@@ -128,8 +129,9 @@ class Replayer:
         self._loaded: dict[bytes, Ed25519PublicKey] = {}
 
     def run(self, checked: Iterable[Checked]) -> None:
-        for item in checked:
-            self.step(item)
+        with paused_cycle_collector():  # the state grows to millions of objects
+            for item in checked:
+                self.step(item)
 
     def step(self, item: Checked) -> None:
         seq, recorded_at, problem, verdict, signature, fields = item
@@ -298,19 +300,21 @@ def verify_store(
     tree = TreeChecker(store.engine)
     replayer = Replayer(state, tree=tree)
     try:
-        if processes > 0 and _last_stored_seq(store) > chunk:
-            replayer.run(checked_in_order(processes, _stored_chunks(store, chunk), pool=pool))
-        else:
-            replayer.run(_checked_here(store))
-        if store.last_seq() != state.seq:
-            raise Broken(
-                state.seq + 1, f"ledger_meta says {store.last_seq()} records, log holds {state.seq}"
-            )
-        if (problem := tree.finish()) is not None:
-            raise Broken(state.seq + 1, problem)
-        if checkpoint_key is not None:
-            _check_checkpoint_signatures(store, checkpoint_key)
-        _compare_projections(store, state)
+        with paused_cycle_collector():  # the replay, and the comparison of its rows
+            if processes > 0 and _last_stored_seq(store) > chunk:
+                replayer.run(checked_in_order(processes, _stored_chunks(store, chunk), pool=pool))
+            else:
+                replayer.run(_checked_here(store))
+            if store.last_seq() != state.seq:
+                raise Broken(
+                    state.seq + 1,
+                    f"ledger_meta says {store.last_seq()} records, log holds {state.seq}",
+                )
+            if (problem := tree.finish()) is not None:
+                raise Broken(state.seq + 1, problem)
+            if checkpoint_key is not None:
+                _check_checkpoint_signatures(store, checkpoint_key)
+            _compare_projections(store, state)
     except Broken as exc:
         return Report(False, max(state.seq, 0), exc.seq, exc.problem)
     return Report(True, state.seq)

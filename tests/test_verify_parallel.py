@@ -11,11 +11,13 @@ of one pool shared by the module's tests (``pool=``), so every chunk boundary is
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import pytest
 from operator_tampering import around_triggers
@@ -29,6 +31,7 @@ from test_tamper import (
     set_columns,
 )
 
+from ledger import rules, verify
 from ledger.signing import public_key_bytes, record_hash, sign
 from ledger.store import StoredRecord
 from ledger.tables import keys, merkle_hashes
@@ -82,6 +85,37 @@ def same_for_every_record(ledger: Ledger, pool: ProcessPoolExecutor, tamper: Tam
 
 def test_a_whole_ledger_verifies_the_same(ledger: Ledger, pool: ProcessPoolExecutor) -> None:
     assert both(ledger, pool) == (Report(True, 12), Report(True, 12))
+
+
+def test_the_replay_runs_without_the_cycle_collector_and_gives_it_back(
+    ledger: Ledger, pool: ProcessPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ledger/collector.py: paused for every record of a replay and the comparison of the
+    projections, on again after; a caller that had paused it keeps it paused."""
+    seen: list[bool] = []
+    apply, compare = rules.apply, verify._compare_projections
+
+    def watched_apply(*args: Any) -> Any:
+        seen.append(gc.isenabled())
+        return apply(*args)
+
+    def watched_compare(*args: Any) -> None:
+        seen.append(gc.isenabled())
+        compare(*args)
+
+    monkeypatch.setattr(rules, "apply", watched_apply)
+    monkeypatch.setattr(verify, "_compare_projections", watched_compare)
+    assert gc.isenabled()
+    assert both(ledger, pool) == (Report(True, 12), Report(True, 12))
+    rebuild(ledger.world.store)
+    assert len(seen) == 12 + 1 + 12 + 1 + 12 and not any(seen)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert verify_store(ledger.world.store).ok
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def _digit(conn: Connection, rec: StoredRecord, _: Ledger) -> None:
