@@ -140,6 +140,24 @@ def frontier_indexes(size: int) -> list[int]:
     return [stored_hash_index(level, n) for level, n in _subtrees(0, size)]
 
 
+def sibling_indexes(index: int, size: int) -> list[int]:
+    """Stored-hash indexes of the complete subtrees beside leaf ``index``'s ancestors: at
+    each level ``l``, the subtree of ``2**l`` leaves next to the one holding the leaf, when
+    it lies wholly inside a tree of ``size`` leaves.
+
+    With :func:`frontier_indexes` of ``size`` these hold every stored hash of the leaf's
+    inclusion proof (RFC 9162 §2.1.3.1): each range of the proof either sits inside a
+    complete subtree, where it is such a sibling, or ends at ``size``, where it is made of
+    the frontier's subtrees. merkle_log.py computes the same list in SQL, so that a proof
+    can be read in the statement that finds its record; tests/test_merkle.py holds both."""
+    out = []
+    for level in range(size.bit_length()):
+        n = (index >> level) ^ 1
+        if (n + 1) << level <= size:
+            out.append(stored_hash_index(level, n))
+    return out
+
+
 def append_hashes(
     frontier: Sequence[bytes], size: int, leaves: Sequence[bytes]
 ) -> tuple[list[bytes], list[bytes]]:

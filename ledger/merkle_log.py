@@ -191,6 +191,13 @@ def _within(conn: Connection, size: int, what: str) -> int:
 def inclusion_at(conn: Connection, leaf_index: int, size: int) -> list[bytes]:
     """The inclusion proof of leaf ``leaf_index`` (the record at seq ``leaf_index + 1``)
     in the tree of ``size`` leaves (RFC 9162 §2.1.3.1)."""
+    _check_leaf(conn, leaf_index, size)
+    plan = merkle.plan(merkle.inclusion_ranges(leaf_index, size))
+    found = _read_within(conn, size, plan.indexes, "treeSize")
+    return plan.assemble(lambda ids: [found[i] for i in ids])
+
+
+def _check_leaf(conn: Connection, leaf_index: int, size: int) -> None:
     if not 0 <= leaf_index < size:
         _within(conn, size, "treeSize")
         raise ProofUnavailable(
@@ -198,9 +205,51 @@ def inclusion_at(conn: Connection, leaf_index: int, size: int) -> list[bytes]:
             "ask for a larger tree size",
             "treeSize",
         )
+
+
+# The stored-hash indexes of merkle.sibling_indexes(leaf, size), in PostgreSQL's SQL: the
+# first %s is the highest level (size.bit_length() - 1), the second the size.
+_SIBLINGS_PG = (
+    "ARRAY(SELECT 2 * s.last - bit_count(s.last::bit(64)) + s.l FROM ("
+    "SELECT l, (((({leaf} >> l) # 1) + 1) << l) - 1 AS last FROM generate_series(0, %s) AS l"
+    ") AS s WHERE s.last < %s)"
+)
+# A record found by its hash (through ix_records_hash16, as in ledger.queries) and, in
+# the same statement, the stored hashes its proof can need: its leaf's siblings, and the
+# frontier of the tree of that size (the array parameter) with its last leaf.
+_INCLUSION_BY_HASH_PG = (
+    "SELECT r.seq, m.id, m.hash FROM records r LEFT JOIN merkle_hashes m ON m.id = ANY("
+    + _SIBLINGS_PG.format(leaf="(r.seq - 1)")
+    + " || %s::bigint[]) WHERE substr(r.hash, 1, 16) = %s AND r.hash = %s"
+)
+ONE_STATEMENT_SIZES = range(1, 2**53)  # within JSON's integers: no overflow in the SQL
+
+
+def inclusion_by_record_hash_pg(conn: Connection, record_hash: str, size: int) -> Inclusion | None:
+    """The proof of the record ``record_hash`` in the tree of ``size`` leaves (a size in
+    :data:`ONE_STATEMENT_SIZES`), or None when no record has that hash, in one round trip
+    to PostgreSQL: the record's seq and every stored hash its proof can need, from
+    :data:`_INCLUSION_BY_HASH_PG`. No access check: for a reader of everything
+    (ledger.queries.inclusion_by_hash). Fails closed as :func:`inclusion_at` does when
+    the size is beyond the log or a needed hash is missing."""
+    fixed = [*merkle.frontier_indexes(size), merkle.stored_hash_index(0, size - 1)]
+    rows = driver_rows(
+        conn,
+        _INCLUSION_BY_HASH_PG,
+        [size.bit_length() - 1, size, fixed, record_hash[:16], record_hash],
+    )
+    if not rows:
+        return None
+    leaf_index = int(rows[0][0]) - 1
+    _check_leaf(conn, leaf_index, size)
+    found = {int(i): bytes(h) for _, i, h in rows if i is not None}
     plan = merkle.plan(merkle.inclusion_ranges(leaf_index, size))
-    found = _read_within(conn, size, plan.indexes, "treeSize")
-    return plan.assemble(lambda ids: [found[i] for i in ids])
+    if not all(i in found for i in plan.indexes) or fixed[-1] not in found:
+        _within(conn, size, "treeSize")
+        raise _broken()
+    return Inclusion(
+        record_hash, leaf_index, size, plan.assemble(lambda ids: [found[i] for i in ids])
+    )
 
 
 def inclusions_at(

@@ -32,7 +32,7 @@ import anyio.to_thread
 import strawberry
 from sqlalchemy.exc import DBAPIError
 
-from ledger import merkle, merkle_log
+from ledger import merkle, merkle_log, queries
 from ledger.errors import StoreUnavailable
 from ledger.merkle_log import ProofUnavailable, StoredCheckpoint
 from schema.context import Context
@@ -132,16 +132,16 @@ async def checkpoint(info: Info) -> Checkpoint | None:
 
 
 async def inclusion_proof(info: Info, hash: str, tree_size: Long) -> InclusionProof | None:
-    found = await info.context.loaders.event_by_hash.load(hash.lower())
-    if found is None:
+    loaders = info.context.loaders
+    proof = _read(info, queries.inclusion_by_hash, loaders.scope, hash.lower(), int(tree_size))
+    if proof is None:
         return None
-    proof = _read(info, merkle_log.inclusion_for_record, found.hash, found.seq, int(tree_size))
     return InclusionProof(
         leaf_index=Long(proof.leaf_index),
         tree_size=Long(proof.tree_size),
         hashes=[h.hex() for h in proof.hashes],
-        record_hash=found.hash,
-        leaf_hash=merkle.record_leaf(found.hash).hex(),
+        record_hash=proof.record_hash,
+        leaf_hash=merkle.record_leaf(proof.record_hash).hex(),
     )
 
 

@@ -410,6 +410,27 @@ def test_stored_hash_indexes_are_the_append_order() -> None:
             assert tree.stored[merkle.stored_hash_index(level, n)] == merkle.root_of(leaves[lo:hi])
 
 
+@settings(max_examples=500)
+@given(st.integers(1, 2**53 - 1).flatmap(lambda n: st.tuples(st.integers(0, n - 1), st.just(n))))
+def test_an_inclusion_proof_needs_only_siblings_and_the_frontier(args: tuple[int, int]) -> None:
+    """What lets one statement read a proof while it finds the record (merkle_log.py)."""
+    index, size = args
+    needed = set(merkle.plan(merkle.inclusion_ranges(index, size)).indexes)
+    given_ = set(merkle.sibling_indexes(index, size)) | set(merkle.frontier_indexes(size))
+    assert needed <= given_
+    assert len(given_) <= 2 * size.bit_length()
+
+
+def test_siblings_and_frontier_cover_every_proof_of_small_trees() -> None:
+    for size in range(1, 130):
+        frontier = set(merkle.frontier_indexes(size))
+        for index in range(size):
+            needed = set(merkle.plan(merkle.inclusion_ranges(index, size)).indexes)
+            siblings = merkle.sibling_indexes(index, size)
+            assert needed <= set(siblings) | frontier, (index, size)
+            assert all(i < merkle.stored_hash_count(size) for i in siblings)
+
+
 def test_a_missing_stored_hash_is_an_error_not_a_wrong_proof() -> None:
     tree = StoredTree(LEAF_HASHES)
     with pytest.raises(ProofError, match="missing stored hashes"):

@@ -43,11 +43,13 @@ from sqlalchemy import Engine, delete, func, inspect, select, update
 from sqlalchemy.exc import DBAPIError
 
 from ledger import merkle, merkle_log
+from ledger.access import Viewer, read_scope
 from ledger.canonical import canonical_bytes
 from ledger.checkpoints import CheckpointError, verify_checkpoint
 from ledger.database import alembic_config, is_sqlite, make_engine, migrate
 from ledger.envelope import parse_envelope
 from ledger.merkle_log import Checkpointer, ProofUnavailable
+from ledger.queries import inclusion_by_hash, records_by_hash
 from ledger.signing import public_key_bytes, record_hash, sign
 from ledger.store import Store
 from ledger.tables import checkpoints, merkle_hashes, records
@@ -144,6 +146,50 @@ def test_many_proofs_from_one_read(ledger: World) -> None:
     assert many == alone and len(statements) == 1, statements
     with engine.connect() as conn, pytest.raises(ProofUnavailable, match="seq 9"):
         merkle_log.inclusions_at(conn, [0, 8], 8)
+
+
+def test_a_proof_by_record_hash_is_the_proof_of_its_leaf(ledger: World) -> None:
+    """``queries.inclusion_by_hash``, what ``inclusionProof`` calls. For a reader of
+    everything on PostgreSQL one statement finds the record and reads its proof's hashes
+    (its leaf's siblings and the tree's frontier: merkle.sibling_indexes); otherwise two,
+    the record with the access check, then the proof. Either way: the proof of its leaf
+    for every size that holds it, None for a record the viewer may not read or that does
+    not exist, and the same refusals."""
+    a = ledger.orgs["org:collector-a"]
+    for i in range(5):  # 13 records: an uneven tree
+        ledger.create(a, f"lot:more{i}", 10 + i)
+    engine = ledger.store.engine
+    everything = read_scope(Viewer("org:regulator", frozenset({"regulator"})))
+    collector = read_scope(Viewer("org:collector-a", frozenset({"collector"})))
+    stored = list(ledger.store.records())
+    n = len(stored)
+    one = not is_sqlite(engine)
+    seen_by_a = []
+    with driver_statements(engine) as statements, engine.connect() as conn:
+        for rec in stored:
+            for size in range(rec.seq, n + 1):
+                statements.clear()
+                got = inclusion_by_hash(conn, everything, rec.hash, size)
+                assert len(statements) == (1 if one else 2), statements
+                proof = merkle_log.inclusion_at(conn, rec.seq - 1, size)
+                assert got == merkle_log.Inclusion(rec.hash, rec.seq - 1, size, proof)
+            visible = records_by_hash(conn, collector, [rec.hash])
+            as_a = inclusion_by_hash(conn, collector, rec.hash, n)
+            assert as_a == (inclusion_by_hash(conn, everything, rec.hash, n) if visible else None)
+            seen_by_a.append(as_a is not None)
+        assert any(seen_by_a) and not all(seen_by_a)
+        assert inclusion_by_hash(conn, everything, "0" * 64, n) is None
+        theirs = stored[seen_by_a.index(True)]
+        for scope in (everything, collector):
+            with pytest.raises(ProofUnavailable, match="beyond the log") as exc:
+                inclusion_by_hash(conn, scope, theirs.hash, n + 1)
+            assert exc.value.argument == "treeSize"
+        with pytest.raises(ProofUnavailable, match="not among the first 3"):
+            inclusion_by_hash(conn, everything, stored[5].hash, 3)
+    with engine.begin() as conn:
+        conn.execute(delete(merkle_hashes).where(merkle_hashes.c.id == 10))  # leaf 6
+    with engine.connect() as conn, pytest.raises(merkle_log.TreeBroken, match="rebuild"):
+        inclusion_by_hash(conn, everything, stored[7].hash, n)  # leaf 7: 6 is its sibling
 
 
 def test_proofs_the_log_cannot_give_are_refused(ledger: World) -> None:
