@@ -262,41 +262,50 @@ def _document_total(context: Any, walk: Any, limit: int) -> int:
         return limit + 1
 
 
-class AliasRule(ValidationRule):
-    """TOO_MANY_ALIASES: the document uses more than ``max_aliases`` aliased fields."""
+class _TotalRule(ValidationRule):
+    """A limit on a count summed over the document's operations: past ``limit``, one error
+    with ``code`` and the text :meth:`advice` gives. The walker counts one operation."""
 
-    max_aliases: ClassVar[int]
+    limit: ClassVar[int]
+    code: ClassVar[str]
+    walker: ClassVar[type[_Aliases] | type[_Cost]]
 
-    def enter_document(self, *_args: Any) -> None:
-        total = _document_total(self.context, _Aliases(_fragments(self.context)), self.max_aliases)
-        if total > self.max_aliases:
-            self.report_error(
-                GraphQLError(
-                    f"the document uses {total} aliased fields; at most {self.max_aliases} "
-                    "are allowed: split it into several requests, or use a list field "
-                    "(e.g. lots(filter: ...)) instead of many aliases",
-                    extensions={"code": "TOO_MANY_ALIASES"},
-                )
-            )
-
-
-class CostRule(ValidationRule):
-    """QUERY_TOO_COSTLY: the document may return more than ``max_cost`` fields."""
-
-    max_cost: ClassVar[int]
+    def advice(self, total: int) -> str:
+        raise NotImplementedError
 
     def enter_document(self, *_args: Any) -> None:
-        total = _document_total(self.context, _Cost(_fragments(self.context)), self.max_cost)
-        if total > self.max_cost:
-            self.report_error(
-                GraphQLError(
-                    f"the document may return {total} fields, counting every page as full "
-                    f"(first, or {DEFAULT_PAGE} when it is left out); at most {self.max_cost} "
-                    "are allowed: ask for fewer fields, smaller pages (first: ...) or fewer "
-                    "aliased lists, and page on with after",
-                    extensions={"code": "QUERY_TOO_COSTLY"},
-                )
-            )
+        total = _document_total(self.context, self.walker(_fragments(self.context)), self.limit)
+        if total > self.limit:
+            self.report_error(GraphQLError(self.advice(total), extensions={"code": self.code}))
+
+
+class AliasRule(_TotalRule):
+    """TOO_MANY_ALIASES: the document uses more than ``limit`` aliased fields."""
+
+    code = "TOO_MANY_ALIASES"
+    walker = _Aliases
+
+    def advice(self, total: int) -> str:
+        return (
+            f"the document uses {total} aliased fields; at most {self.limit} are allowed: "
+            "split it into several requests, or use a list field (e.g. lots(filter: ...)) "
+            "instead of many aliases"
+        )
+
+
+class CostRule(_TotalRule):
+    """QUERY_TOO_COSTLY: the document may return more than ``limit`` fields."""
+
+    code = "QUERY_TOO_COSTLY"
+    walker = _Cost
+
+    def advice(self, total: int) -> str:
+        return (
+            f"the document may return {total} fields, counting every page as full (first, "
+            f"or {DEFAULT_PAGE} when it is left out); at most {self.limit} are allowed: ask "
+            "for fewer fields, smaller pages (first: ...) or fewer aliased lists, and page "
+            "on with after"
+        )
 
 
 class IntrospectionDepthRule(MaxIntrospectionDepthRule):
@@ -318,8 +327,8 @@ class IntrospectionDepthRule(MaxIntrospectionDepthRule):
 def limit_rules(limits: Limits) -> tuple[type[ASTValidationRule], ...]:
     """The depth, alias and cost rules for these limits: the same classes on every call."""
     depth = type("DepthRule", (DepthRule,), {"max_depth": limits.max_depth})
-    aliases = type("AliasRule", (AliasRule,), {"max_aliases": limits.max_aliases})
-    cost = type("CostRule", (CostRule,), {"max_cost": limits.max_cost})
+    aliases = type("AliasRule", (AliasRule,), {"limit": limits.max_aliases})
+    cost = type("CostRule", (CostRule,), {"limit": limits.max_cost})
     return (depth, aliases, cost)
 
 
