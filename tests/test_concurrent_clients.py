@@ -36,14 +36,13 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World, make_world
+from conftest import World
 from crash_clients import RaceConfig, forked_server, forkserver, race_client, tally
 from run_length import examples
 from sqlalchemy import func, select
@@ -220,18 +219,11 @@ def _check(race: Race, outcomes: list[dict[str, Any]]) -> tuple[int, int]:
     return len(wins), len(losers)
 
 
-@pytest.fixture
-def race_world(db_url: str) -> Iterator[World]:
-    world = make_world(db_url)
-    yield world
-    world.store.close()
-
-
 def test_client_processes_racing_on_the_same_lots(
-    race_world: World, db_url: str, tmp_path: Path
+    world: World, db_url: str, tmp_path: Path
 ) -> None:
     engine = "SQLite" if db_url.startswith("sqlite") else "PostgreSQL"
-    race = _setup(race_world)
+    race = _setup(world)
     with forked_server(db_url, tmp_path, workers=2) as server:
         assert len(server.group()) == 3  # uvicorn's supervisor and its two workers
         outcomes, rounds = _race(race, server.url, seed=7 if engine == "SQLite" else 8)

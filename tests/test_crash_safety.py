@@ -36,13 +36,11 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
-from conftest import World, make_world
+from conftest import World
 from crash_clients import Batch, ForkedServer, Workload, start_server, tally
 from run_length import examples
 from sqlalchemy import func, select
@@ -293,24 +291,17 @@ def _cli_verify(url: str) -> None:
     assert result.output.startswith("ok: ")
 
 
-@pytest.fixture
-def crash_world(db_url: str) -> Iterator[World]:
-    world = make_world(db_url)
-    yield world
-    world.store.close()
-
-
 def test_kill_9_mid_batch_loses_no_acknowledged_record(
-    crash_world: World, db_url: str, tmp_path: Path
+    world: World, db_url: str, tmp_path: Path
 ) -> None:
     engine = "SQLite" if db_url.startswith("sqlite") else "PostgreSQL"
-    run = Run(crash_world, tmp_path, seed=9 if engine == "SQLite" else 99)
+    run = Run(world, tmp_path, seed=9 if engine == "SQLite" else 99)
     held = 0
     for n in range(KILLS):
         # Every third kill waits for the commit: the lost answer is covered in every run.
         held += run.kill_after_commit() if n % 3 == 2 else run.kill_once()
     run.finish()
-    _cli_verify(crash_world.url)
+    _cli_verify(world.url)
     records_made = sum(len(c.acked) for c in run.clients)
     landed = run.landed
     tally(
