@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from operator_tampering import around_triggers
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 from test_tamper import (
     Ledger,
@@ -34,7 +34,7 @@ from test_tamper import (
 from ledger import rules, verify
 from ledger.signing import public_key_bytes, record_hash, sign
 from ledger.store import StoredRecord
-from ledger.tables import keys, merkle_hashes
+from ledger.tables import keys, lot_records, lots, merkle_hashes
 from ledger.verify import Report, rebuild, verify_store
 
 CHUNK = 5  # 12 records: chunks of 5, 5 and 2
@@ -116,6 +116,28 @@ def test_the_replay_runs_without_the_cycle_collector_and_gives_it_back(
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("change", ["mass", "missing", "extra"])
+def test_a_changed_projection_is_reported_the_same(
+    ledger: Ledger, pool: ProcessPoolExecutor, change: str
+) -> None:
+    """A projection row changed, missing or extra: with workers or without, the comparison
+    after the replay names it the same way."""
+    with ledger.engine.begin() as conn:
+        lot, seq = conn.execute(select(lot_records.c.lot, lot_records.c.seq).limit(1)).one()
+        if change == "mass":
+            conn.execute(update(lots).where(lots.c.id == lot).values(mass_g=lots.c.mass_g + 1))
+        elif change == "missing":
+            conn.execute(
+                delete(lot_records).where(lot_records.c.lot == lot, lot_records.c.seq == seq)
+            )
+        else:
+            conn.execute(lot_records.insert().values(lot=lot, seq=seq + 100))
+    here, workers = both(ledger, pool)
+    assert here == workers and not here.ok, (here, workers)
+    assert "rledger rebuild" in (here.problem or ""), here
+    assert ("lot_records" if change != "mass" else "projection lots") in (here.problem or "")
 
 
 def _digit(conn: Connection, rec: StoredRecord, _: Ledger) -> None:
