@@ -132,10 +132,18 @@ def _read_within(conn: Connection, size: int, ids: Sequence[int], what: str) -> 
         raise ProofUnavailable(f"{what} must be at least 0", what)
     want = sorted({*ids, merkle.stored_hash_index(0, size - 1)} if size else set(ids))
     found = _fetch(conn, want) if want else {}
-    if len(found) != len(want):
+    _require(conn, size, found, want, what)
+    return found
+
+
+def _require(
+    conn: Connection, size: int, found: dict[int, bytes], want: Iterable[int], what: str
+) -> None:
+    """Fail closed when a stored hash in ``want`` is not in ``found``: the size is beyond
+    the log (:class:`ProofUnavailable` naming ``what``), or else the tree is broken."""
+    if not all(i in found for i in want):
         _within(conn, size, what)
         raise _broken()
-    return found
 
 
 def reader(conn: Connection) -> merkle.HashReader:
@@ -244,9 +252,7 @@ def inclusion_by_record_hash_pg(conn: Connection, record_hash: str, size: int) -
     _check_leaf(conn, leaf_index, size)
     found = {int(i): bytes(h) for _, i, h in rows if i is not None}
     plan = merkle.plan(merkle.inclusion_ranges(leaf_index, size))
-    if not all(i in found for i in plan.indexes) or fixed[-1] not in found:
-        _within(conn, size, "treeSize")
-        raise _broken()
+    _require(conn, size, found, [*plan.indexes, fixed[-1]], "treeSize")
     return Inclusion(
         record_hash, leaf_index, size, plan.assemble(lambda ids: [found[i] for i in ids])
     )
